@@ -1,0 +1,8 @@
+"""normlab: does batch normalization hinder training for my model, data and batch size?"""
+
+from normlab.errors import NormlabError
+from normlab.norms import make_norm, norm_names
+
+__version__ = "0.1.0"
+
+__all__ = ["NormlabError", "__version__", "make_norm", "norm_names"]

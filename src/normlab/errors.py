@@ -1,0 +1,5 @@
+"""Public home of :class:`NormlabError`, the one user-facing exception type."""
+
+from normlab.norms.errors import NormlabError
+
+__all__ = ["NormlabError"]

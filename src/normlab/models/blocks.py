@@ -1,0 +1,92 @@
+"""The write-up's residual block, in PyTorch with Keras semantics.
+
+The source defines one post-activation block three times (BatchNormalization, no normalization,
+LayerNormalization)::
+
+    Conv2D(filters, k, padding="same")      # bias on
+    Norm -> ReLU
+    Conv2D(filters, k, padding="same")      # bias on
+    Norm
+    Add([shortcut, x]) -> ReLU
+
+``seed_block`` builds exactly that with the normalization chosen by registry name. Where the
+input channels differ from ``filters`` (or ``stride`` > 1) the shortcut is a 1x1 projection
+convolution: the write-up adds a 3-channel input to a 64-channel output, which fails in Keras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from normlab.norms import make_norm
+
+DROPOUT_POSITIONS = ("head", "before_norm", "after_norm")
+"""Where ``dropout`` acts: before the classifier only, or in every block before/after each norm."""
+
+
+def conv2d(
+    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, bias: bool = True
+) -> nn.Conv2d:
+    """Keras ``Conv2D(padding="same")`` for odd kernels (bias on, like Keras's default)."""
+    return nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias
+    )
+
+
+class SeedBlock(nn.Module):
+    """Post-activation residual block: conv -> norm -> ReLU -> conv -> norm -> +shortcut -> ReLU."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        filters: int,
+        norm: str = "bn",
+        kernel_size: int = 3,
+        stride: int = 1,
+        norm_options: Mapping[str, object] | None = None,
+        dropout: float = 0.0,
+        dropout_position: str = "head",
+    ) -> None:
+        super().__init__()
+        options = dict(norm_options or {})
+        self.conv1 = conv2d(in_channels, filters, kernel_size, stride)
+        self.norm1 = make_norm(norm, filters, **options)
+        self.conv2 = conv2d(filters, filters, kernel_size)
+        self.norm2 = make_norm(norm, filters, **options)
+        self.relu = nn.ReLU()
+        block_dropout = dropout if dropout_position != "head" else 0.0
+        self.dropout = nn.Dropout(block_dropout) if block_dropout > 0 else nn.Identity()
+        self.dropout_before_norm = dropout_position == "before_norm"
+        self.shortcut: nn.Module = nn.Identity()
+        if in_channels != filters or stride != 1:
+            self.shortcut = conv2d(in_channels, filters, 1, stride)
+
+    def _normalize(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        # Li et al. 2019 ("disharmony between dropout and BN"): dropout right before a BN shifts
+        # the variance BN sees between training and inference; the position is a study factor.
+        if self.dropout_before_norm:
+            return norm(self.dropout(x))
+        return self.dropout(norm(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self._normalize(self.norm1, self.conv1(x)))
+        out = self._normalize(self.norm2, self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+def seed_block(
+    in_channels: int,
+    filters: int,
+    norm: str = "bn",
+    kernel_size: int = 3,
+    **options: object,
+) -> SeedBlock:
+    """The write-up's block with normalization ``norm`` (any registry name).
+
+    With ``in_channels == filters == 64``: 74,112 trainable parameters for ``bn``/``bn_keras``
+    (plus 256 running-statistic values), 73,856 for ``none``, as in Keras.
+    """
+    return SeedBlock(in_channels, filters, norm=norm, kernel_size=kernel_size, **options)

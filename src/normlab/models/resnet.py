@@ -1,0 +1,115 @@
+"""A ResNet built from the write-up's seed blocks, with the normalization as a parameter.
+
+Layout: stem ``conv3x3 -> norm -> ReLU``; stages of seed blocks, each stage after the first
+halving the spatial size in its first block (1x1 projection shortcut); global average pool;
+dropout (position "head"); linear classifier. ``depth`` counts weighted layers as in He et al.
+2016 (CIFAR ResNets): ``depth = 2 * blocks + 2`` over all stages, so depth 20 with three stages
+is three blocks per stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from normlab.errors import NormlabError
+from normlab.norms import make_norm, norm_entry
+
+from .blocks import DROPOUT_POSITIONS, SeedBlock, conv2d
+
+
+class ResNet(nn.Module):
+    """Stem, stages of :class:`SeedBlock`, global average pool, dropout, linear head."""
+
+    def __init__(
+        self,
+        norm: str,
+        widths: Sequence[int],
+        blocks_per_stage: int,
+        num_classes: int,
+        in_channels: int,
+        dropout: float = 0.0,
+        dropout_position: str = "head",
+        norm_options: Mapping[str, object] | None = None,
+        kernel_size: int = 3,
+    ) -> None:
+        super().__init__()
+        options = dict(norm_options or {})
+        self.stem = nn.Sequential(
+            conv2d(in_channels, widths[0], kernel_size),
+            make_norm(norm, widths[0], **options),
+            nn.ReLU(),
+        )
+        blocks = []
+        channels = widths[0]
+        for stage, width in enumerate(widths):
+            for index in range(blocks_per_stage):
+                stride = 2 if stage > 0 and index == 0 else 1
+                blocks.append(
+                    SeedBlock(
+                        channels,
+                        width,
+                        norm=norm,
+                        kernel_size=kernel_size,
+                        stride=stride,
+                        norm_options=options,
+                        dropout=dropout,
+                        dropout_position=dropout_position,
+                    )
+                )
+                channels = width
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        head_dropout = dropout if dropout_position == "head" else 0.0
+        self.dropout = nn.Dropout(head_dropout) if head_dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.blocks(self.stem(x))
+        return self.fc(self.dropout(torch.flatten(self.pool(out), 1)))
+
+
+def resnet(
+    norm: str = "bn",
+    depth: int = 8,
+    widths: Sequence[int] = (16, 32, 64),
+    num_classes: int = 10,
+    in_channels: int = 1,
+    dropout: float = 0.0,
+    dropout_position: str = "head",
+    norm_options: Mapping[str, object] | None = None,
+    kernel_size: int = 3,
+) -> ResNet:
+    """Build a ResNet of ``depth`` weighted layers from seed blocks normalized by ``norm``.
+
+    ``depth - 2`` must be a positive multiple of ``2 * len(widths)``.
+    """
+    norm_entry(norm)  # unknown names fail here, with the list of valid ones
+    widths = tuple(int(w) for w in widths)
+    if not widths or min(widths) < 1:
+        raise NormlabError(f"resnet: widths must be positive integers, got {widths}")
+    per_stage, remainder = divmod(depth - 2, 2 * len(widths))
+    if per_stage < 1 or remainder:
+        raise NormlabError(
+            f"resnet: depth={depth} is not 2 + 2 * blocks * stages for {len(widths)} stages; "
+            f"valid depths: {', '.join(str(2 + 2 * len(widths) * b) for b in range(1, 5))}, ..."
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise NormlabError(f"resnet: dropout must be in [0, 1), got {dropout}")
+    if dropout_position not in DROPOUT_POSITIONS:
+        raise NormlabError(
+            f"resnet: dropout_position={dropout_position!r}; valid: {', '.join(DROPOUT_POSITIONS)}"
+        )
+    return ResNet(
+        norm,
+        widths,
+        per_stage,
+        num_classes,
+        in_channels,
+        dropout=dropout,
+        dropout_position=dropout_position,
+        norm_options=norm_options,
+        kernel_size=kernel_size,
+    )

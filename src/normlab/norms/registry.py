@@ -1,0 +1,75 @@
+"""Registry of normalization layers: one dict from name to constructor, timm-style.
+
+``make_norm(name, num_channels, **options)`` builds a layer for inputs shaped (N, C, *spatial).
+Adding a normalization is one class in a family file, one ``register`` line here, one test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from .errors import NormlabError
+
+
+@dataclass(frozen=True)
+class NormEntry:
+    """What the registry knows about one normalization."""
+
+    name: str
+    build: Callable[..., nn.Module]
+    """``build(num_channels, **options)`` returns the layer."""
+    citation: str
+    """Paper (or library) that defines the method, shown by ``normlab list norms``."""
+    batch_statistics: bool
+    """True when training-mode outputs depend on other samples of the mini-batch."""
+    weight_standardized_conv: bool = False
+    """True when the preceding convolution must use Weight Standardization (``gn_ws``)."""
+
+
+_REGISTRY: dict[str, NormEntry] = {}
+
+
+def register(entry: NormEntry) -> None:
+    """Add a normalization to the registry (names are unique)."""
+    if entry.name in _REGISTRY:
+        raise ValueError(f"normalization {entry.name!r} is already registered")
+    _REGISTRY[entry.name] = entry
+
+
+def norm_names() -> list[str]:
+    """Every registered normalization name, in registration order."""
+    return list(_REGISTRY)
+
+
+def norm_entry(name: str) -> NormEntry:
+    """The registry entry for ``name``; a :class:`NormlabError` listing valid names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        valid = ", ".join(norm_names())
+        raise NormlabError(f"unknown normalization {name!r}; valid names: {valid}") from None
+
+
+def uses_batch_statistics(name: str) -> bool:
+    """Whether the named normalization computes statistics across the mini-batch in training."""
+    return norm_entry(name).batch_statistics
+
+
+def make_norm(name: str, num_channels: int, **options: object) -> nn.Module:
+    """Build the normalization ``name`` for ``num_channels`` channels.
+
+    Options are forwarded to the layer (e.g. ``groups`` for ``gn``, ``momentum`` for ``bn``);
+    an option the layer does not take is a :class:`NormlabError` naming it.
+    """
+    entry = norm_entry(name)
+    if num_channels < 1:
+        raise NormlabError(f"{name}: num_channels must be positive, got {num_channels}")
+    try:
+        return entry.build(num_channels, **options)
+    except TypeError as error:
+        if "unexpected keyword argument" in str(error):
+            raise NormlabError(f"normalization {name!r} does not take option: {error}") from None
+        raise
