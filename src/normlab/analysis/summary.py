@@ -1,0 +1,157 @@
+"""Aggregate plain run records into cells, select learning rates, name winners.
+
+Pure functions over the dicts ``Store.records()`` returns (no torch, no I/O). A *cell* is one
+combination of factor levels (everything but lr and seed). Under the tuned protocol the selected
+lr of a cell maximizes the mean *validation* accuracy over seeds (a diverged run counts as 0, so
+an unstable lr is not selected for a lucky seed; ties go to the smaller lr); the cell reports the
+*test* accuracy of its runs at that lr.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+FINISHED = ("done", "diverged")
+
+
+@dataclass(frozen=True)
+class CellSummary:
+    """One cell at its selected learning rate."""
+
+    cell: dict[str, Any]
+    selected_lr: float
+    lr_grid: tuple[float, ...]
+    val_by_lr: dict[float, float]
+    """Mean validation accuracy per lr (diverged runs as 0)."""
+    seeds: int
+    """Runs at the selected lr (finished ones)."""
+    diverged: int
+    """Diverged runs at the selected lr."""
+    diverged_total: int
+    """Diverged runs over the whole lr grid."""
+    test_accs: tuple[float, ...]
+    """Test accuracies (running statistics) of the finished runs at the selected lr."""
+    test_accs_batch_stats: tuple[float, ...]
+    complete: bool
+    """Every planned run of the cell has finished."""
+
+    @property
+    def test_mean(self) -> float | None:
+        return statistics.fmean(self.test_accs) if self.test_accs else None
+
+    @property
+    def test_std(self) -> float | None:
+        return statistics.stdev(self.test_accs) if len(self.test_accs) > 1 else None
+
+    @property
+    def batch_stats_mean(self) -> float | None:
+        return statistics.fmean(self.test_accs_batch_stats) if self.test_accs_batch_stats else None
+
+    @property
+    def lr_at_grid_edge(self) -> bool:
+        """The selected lr is the smallest or largest tried: the grid may be too narrow."""
+        return len(self.lr_grid) > 1 and self.selected_lr in (self.lr_grid[0], self.lr_grid[-1])
+
+
+def cell_key(cell: dict[str, Any]) -> str:
+    return json.dumps(cell, sort_keys=True)
+
+
+def summarize(records: list[dict[str, Any]]) -> list[CellSummary]:
+    """One :class:`CellSummary` per cell that has at least one finished run."""
+    by_cell: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_cell[cell_key(record["cell"])].append(record)
+    summaries = []
+    for runs in by_cell.values():
+        finished = [r for r in runs if r["status"] in FINISHED]
+        if not finished:
+            continue
+        by_lr: dict[float, list[dict[str, Any]]] = defaultdict(list)
+        for run in finished:
+            by_lr[run["config"]["lr"]].append(run)
+        val_by_lr = {
+            lr: statistics.fmean(
+                r["val_acc"] if r["status"] == "done" else 0.0 for r in lr_runs
+            )
+            for lr, lr_runs in sorted(by_lr.items())
+        }
+        selected = max(sorted(val_by_lr), key=lambda lr: (val_by_lr[lr], -lr))
+        chosen = [r for r in by_lr[selected] if r["status"] == "done"]
+        summaries.append(
+            CellSummary(
+                cell=runs[0]["cell"],
+                selected_lr=selected,
+                lr_grid=tuple(sorted({r["config"]["lr"] for r in runs})),
+                val_by_lr=val_by_lr,
+                seeds=len(by_lr[selected]),
+                diverged=len(by_lr[selected]) - len(chosen),
+                diverged_total=sum(r["status"] == "diverged" for r in finished),
+                test_accs=tuple(r["test_acc"] for r in chosen),
+                test_accs_batch_stats=tuple(r["test_acc_batch_stats"] for r in chosen),
+                complete=len(finished) == len(runs),
+            )
+        )
+    return summaries
+
+
+@dataclass(frozen=True)
+class Winner:
+    """Best level of the compared factor in one group of cells."""
+
+    group: dict[str, Any]
+    """Levels of the other factors (e.g. the batch size)."""
+    best: str
+    best_mean: float
+    runner_up: str | None
+    margin: float | None
+    """best_mean minus the runner-up's mean."""
+    clear: bool
+    """The margin exceeds both cells' seed standard deviations."""
+
+
+def winners(summaries: list[CellSummary], compare: str = "norm") -> list[Winner]:
+    """For each combination of the other factors, the ``compare`` level with the best test mean."""
+    groups: dict[str, list[CellSummary]] = defaultdict(list)
+    for summary in summaries:
+        if summary.test_mean is None:
+            continue
+        group = {k: v for k, v in summary.cell.items() if k != compare}
+        groups[cell_key(group)].append(summary)
+    result = []
+    for key, members in groups.items():
+        ranked = sorted(members, key=lambda s: -s.test_mean)
+        best = ranked[0]
+        if len(ranked) == 1:
+            result.append(Winner(json.loads(key), str(best.cell.get(compare)), best.test_mean, None, None, False))
+            continue
+        second = ranked[1]
+        margin = best.test_mean - second.test_mean
+        noise = max(best.test_std or 0.0, second.test_std or 0.0)
+        result.append(
+            Winner(
+                json.loads(key),
+                str(best.cell.get(compare)),
+                best.test_mean,
+                str(second.cell.get(compare)),
+                margin,
+                margin > noise,
+            )
+        )
+    return result
+
+
+def format_mean_std(summary: CellSummary) -> str:
+    """``0.962 ± 0.004`` (or ``—`` when no run finished), with diverged runs noted."""
+    if summary.test_mean is None:
+        return f"diverged ({summary.diverged}/{summary.seeds})"
+    text = f"{summary.test_mean:.3f}"
+    if summary.test_std is not None:
+        text += f" ± {summary.test_std:.3f}"
+    if summary.diverged:
+        text += f" ({summary.diverged} div.)"
+    return text

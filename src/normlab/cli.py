@@ -1,0 +1,215 @@
+"""``normlab`` command line: parse, call the layers below, print.
+
+Errors in the user's input are one line on stderr and exit code 2; Ctrl-C keeps finished runs
+(exit 130) and the same command resumes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table as RichTable
+
+from normlab.analysis import summarize
+from normlab.data import DATASETS
+from normlab.errors import NormlabError
+from normlab.models import MODEL_DESCRIPTIONS
+from normlab.norms import norm_entry, norm_names
+from normlab.report import Table, render_markdown, result_tables
+from normlab.study import (
+    STORE_NAME,
+    PlannedRun,
+    StudyProgress,
+    StudySpec,
+    load_spec,
+    open_store,
+    preset_path,
+    run_study,
+)
+from normlab.train import RunResult
+
+DEFAULT_OUT = "normlab-out"
+
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="normlab")
+def cli() -> None:
+    """normlab: does batch normalization hinder training for my model, data and batch size?
+
+    Trains ResNets built from the write-up's blocks with each normalization under a fair
+    protocol and reports which normalization wins at each batch size.
+    """
+
+
+def execution_options(command):
+    """Flags shared by ``run`` and ``study``."""
+    command = click.option(
+        "--out", "out_dir", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False),
+        help="Output folder: normlab.db (SQLite) and report.md.",
+    )(command)
+    command = click.option(
+        "--workers", default=None, type=int,
+        help="Parallel worker processes (default: one per CPU core).",
+    )(command)
+    command = click.option(
+        "--executor", default="local", show_default=True, type=click.Choice(["local"]),
+        help="Where runs train.",
+    )(command)
+    command = click.option("--quiet", is_flag=True, help="No progress bar or per-run lines.")(command)
+    return command
+
+
+@cli.command()
+@click.option("--quick", is_flag=True, help="Smoke-size study (under a minute on 2 cores).")
+@execution_options
+def run(quick: bool, out_dir: str, workers: int | None, executor: str, quiet: bool) -> None:
+    """Run the default study: BN vs none vs LN vs GN across batch sizes on digits.
+
+    Resumes where it stopped if OUT already holds the same study.
+    """
+    spec = load_spec(preset_path("quick" if quick else "default"))
+    _run_and_report(spec, Path(out_dir), workers, executor, quiet)
+
+
+@cli.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@execution_options
+def study(spec_file: str, out_dir: str, workers: int | None, executor: str, quiet: bool) -> None:
+    """Run the study described by SPEC_FILE (TOML); resumes an interrupted one."""
+    spec = load_spec(spec_file)
+    _run_and_report(spec, Path(out_dir), workers, executor, quiet)
+
+
+@cli.command(name="list")
+@click.argument("what", type=click.Choice(["norms", "models", "datasets"]))
+def list_(what: str) -> None:
+    """List the available norms, models or datasets, one per line."""
+    if what == "norms":
+        for name in norm_names():
+            stdout.print(f"{name:<12} {norm_entry(name).citation}")
+    elif what == "models":
+        for name, description in MODEL_DESCRIPTIONS.items():
+            stdout.print(f"{name:<12} {description}")
+    else:
+        for name, (_, description) in DATASETS.items():
+            stdout.print(f"{name:<12} {description}")
+
+
+def _run_and_report(
+    spec: StudySpec, out_dir: Path, workers: int | None, executor: str, quiet: bool
+) -> None:
+    import os
+
+    workers = workers or os.cpu_count() or 1
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("elapsed"),
+        TextColumn("{task.fields[elapsed]}"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=stderr,
+        disable=quiet,
+    )
+    task = progress.add_task("runs", total=None, elapsed="0s")
+
+    def on_start(todo: int, finished: int) -> None:
+        if not quiet:
+            stderr.print(
+                f"{spec.name}: {todo + finished} runs planned, {finished} already finished, "
+                f"training {todo} with {workers} worker(s) -> {out_dir / STORE_NAME}"
+            )
+        progress.update(task, total=todo)
+
+    def on_result(run: PlannedRun, result: RunResult) -> None:
+        progress.advance(task)
+        progress.update(task, elapsed=f"{progress.tasks[0].elapsed or 0:.0f}s")
+        if quiet:
+            return
+        config = run.config
+        accuracy = f"{result.test_acc:.3f}" if result.test_acc is not None else "  -  "
+        progress.console.print(
+            f"{config.norm:<8} batch {config.batch_size:<4} lr {config.lr:<8g} seed {config.seed:<3}"
+            f" test {accuracy}  {result.status:<8} {result.wall_time:6.1f}s"
+        )
+
+    with progress:
+        outcome = run_study(
+            spec,
+            out_dir,
+            workers=workers,
+            executor=executor,
+            progress=StudyProgress(on_start=on_start, on_result=on_result),
+        )
+    tables = write_summary(out_dir, spec.study_id, outcome.wall_time)
+    for table in tables:
+        stdout.print(_rich_table(table))
+    stdout.print(
+        f"{outcome.trained} runs trained, {outcome.skipped} already finished, "
+        f"{outcome.wall_time:.0f} s. Report: {out_dir / 'report.md'}"
+    )
+
+
+def write_summary(out_dir: Path, study_id: str, wall_time: float | None = None) -> list[Table]:
+    """Summarize the store into ``report.md``; return the result tables for printing."""
+    with open_store(out_dir / STORE_NAME, create=False) as store:
+        records = store.records(study_id)
+        spec = store.study_spec(study_id)
+    summaries = summarize(records)
+    counts = Counter(record["status"] for record in records)
+    batch_norms = {
+        name for name in {s.cell.get("norm", spec["base"]["norm"]) for s in summaries}
+        if norm_entry(str(name)).batch_statistics
+    }
+    text = render_markdown(spec["name"], spec, summaries, dict(counts), batch_norms, wall_time)
+    (out_dir / "report.md").write_text(text)
+    return result_tables(summaries)
+
+
+def _rich_table(table: Table) -> RichTable:
+    rich_table = RichTable(title=table.title, title_justify="left")
+    for column in table.header:
+        rich_table.add_column(column)
+    for row in table.rows:
+        rich_table.add_row(*row)
+    return rich_table
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line errors with exit code 2, Ctrl-C with exit code 130."""
+    try:
+        cli.main(args=argv, prog_name="normlab", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.UsageError as error:
+        hint = f" (see 'normlab {error.ctx.command_path.split(' ', 1)[-1]} --help')" if error.ctx else ""
+        click.echo(f"normlab: error: {error.format_message()}{hint}", err=True)
+        return 2
+    except NormlabError as error:
+        click.echo(f"normlab: error: {error}", err=True)
+        return 2
+    except (KeyboardInterrupt, click.Abort):
+        click.echo(
+            "normlab: interrupted; finished runs are kept, rerun the same command to resume",
+            err=True,
+        )
+        return 130
+    return 0
+
+
+def entry_point() -> None:
+    """Console script ``normlab``."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,117 @@
+"""Result tables as plain data (title, header, rows), shared by the CLI and the Markdown report.
+
+Rows are the levels of ``rows`` (the norm), columns the levels of ``columns`` (the batch size);
+one table per combination of any further factors (e.g. one per dropout level).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from normlab.analysis import CellSummary, Winner, format_mean_std, winners
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+def _levels(summaries: list[CellSummary], key: str) -> list[Any]:
+    seen: list[Any] = []
+    for summary in summaries:
+        value = summary.cell.get(key)
+        if value not in seen:
+            seen.append(value)
+    return seen
+
+
+def _group_title(group: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in group.items())
+
+
+def _grouped(summaries: list[CellSummary], axes: tuple[str, str]) -> dict[str, list[CellSummary]]:
+    groups: dict[str, list[CellSummary]] = defaultdict(list)
+    for summary in summaries:
+        rest = {k: v for k, v in summary.cell.items() if k not in axes}
+        groups[json.dumps(rest, sort_keys=True)].append(summary)
+    return groups
+
+
+def result_tables(
+    summaries: list[CellSummary], rows: str = "norm", columns: str = "batch_size"
+) -> list[Table]:
+    """Test accuracy (mean ± std over seeds at the selected lr), the selected lr, and the winner."""
+    tables = []
+    for group_key, members in _grouped(summaries, (rows, columns)).items():
+        group = json.loads(group_key)
+        column_levels = _levels(members, columns)
+        cells = {(s.cell.get(rows), s.cell.get(columns)): s for s in members}
+        header = [rows, *(f"{columns} {c}" for c in column_levels)]
+        body = []
+        for row in _levels(members, rows):
+            line = [str(row)]
+            for column in column_levels:
+                summary = cells.get((row, column))
+                if summary is None:
+                    line.append("—")
+                    continue
+                text = format_mean_std(summary)
+                edge = "*" if summary.lr_at_grid_edge else ""
+                line.append(f"{text} (lr {summary.selected_lr:g}{edge})")
+            body.append(line)
+        best = {json.dumps({columns: w.group.get(columns)}): w for w in winners(members, rows)}
+        line = ["winner"]
+        for column in column_levels:
+            winner: Winner | None = best.get(json.dumps({columns: column}))
+            if winner is None:
+                line.append("—")
+            elif winner.runner_up is None:
+                line.append(winner.best)
+            else:
+                sign = "" if winner.clear else " (within seed noise)"
+                line.append(f"{winner.best} by {winner.margin:+.3f} over {winner.runner_up}{sign}")
+        body.append(line)
+        title = "Test accuracy, mean ± std over seeds at the selected learning rate"
+        if group:
+            title += f" ({_group_title(group)})"
+        tables.append(Table(title, header, body))
+    return tables
+
+
+def statistics_gap_table(summaries: list[CellSummary], batch_norms: set[str]) -> Table | None:
+    """Cells of ``batch_norms`` (norms with batch statistics): test accuracy with running (EMA)
+    statistics vs with batch statistics of the training batch size."""
+    members = [
+        s
+        for s in summaries
+        if s.cell.get("norm") in batch_norms
+        and s.test_mean is not None
+        and s.batch_stats_mean is not None
+    ]
+    if not members:
+        return None
+    header = ["cell", "EMA (eval mode)", "batch statistics", "gap"]
+    rows = [
+        [
+            _group_title(s.cell),
+            f"{s.test_mean:.3f}",
+            f"{s.batch_stats_mean:.3f}",
+            f"{s.batch_stats_mean - s.test_mean:+.3f}",
+        ]
+        for s in members
+    ]
+    return Table("Inference statistics: running (EMA) vs batch statistics", header, rows)
+
+
+def markdown_table(table: Table) -> str:
+    lines = [
+        "| " + " | ".join(table.header) + " |",
+        "|" + "|".join("---" for _ in table.header) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    return "\n".join(lines)

@@ -1,0 +1,243 @@
+"""The study store: one SQLite file, ``DIR/normlab.db``, written only by the driver process.
+
+Tables: ``schema_version``; ``studies`` (id = spec content hash, spec JSON); ``runs`` (one row per
+run: ``run_id`` = config hash, ``config`` JSON, ``cell`` JSON, ``status``, metrics, error);
+``epochs`` (per-epoch curves). WAL journal; a finished run is written in one transaction, so a
+killed process loses at most the runs in flight, which resume as ``running`` -> retried.
+Schema changes go through :data:`MIGRATIONS`, never a silent rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from normlab.errors import NormlabError
+from normlab.train import RunResult
+
+from .plan import PlannedRun
+
+SCHEMA_VERSION = 1
+FINISHED = ("done", "diverged")
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE studies (
+        study_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        study_id TEXT NOT NULL REFERENCES studies(study_id),
+        config TEXT NOT NULL,
+        cell TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending','running','done','diverged','failed')),
+        test_acc REAL,
+        test_acc_batch_stats REAL,
+        val_acc REAL,
+        train_loss REAL,
+        train_acc REAL,
+        steps INTEGER,
+        wall_time REAL,
+        images_per_sec REAL,
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE epochs (
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        epoch INTEGER NOT NULL,
+        train_loss REAL NOT NULL,
+        train_acc REAL NOT NULL,
+        val_acc REAL NOT NULL,
+        lr REAL NOT NULL,
+        PRIMARY KEY (run_id, epoch)
+    );
+    CREATE INDEX runs_by_status ON runs(status);
+    """,
+}
+"""Version -> SQL that brings a store from version - 1 to version."""
+
+RESULT_COLUMNS = (
+    "test_acc",
+    "test_acc_batch_stats",
+    "val_acc",
+    "train_loss",
+    "train_acc",
+    "steps",
+    "wall_time",
+    "images_per_sec",
+    "error",
+)
+
+
+class Store:
+    """A normlab SQLite store (create with :func:`open_store`)."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self.connection = connection
+        self.path = path
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- studies ---------------------------------------------------------------------------
+    def study_ids(self) -> list[str]:
+        return [row[0] for row in self.connection.execute("SELECT study_id FROM studies")]
+
+    def add_study(self, study_id: str, name: str, spec: dict[str, Any]) -> None:
+        with self.connection:
+            self.connection.execute(
+                "INSERT OR IGNORE INTO studies VALUES (?, ?, ?, ?)",
+                (study_id, name, json.dumps(spec, sort_keys=True), time.time()),
+            )
+
+    def study_spec(self, study_id: str) -> dict[str, Any]:
+        row = self.connection.execute(
+            "SELECT spec FROM studies WHERE study_id = ?", (study_id,)
+        ).fetchone()
+        if row is None:
+            raise NormlabError(f"{self.path}: no study {study_id}")
+        return json.loads(row[0])
+
+    # -- runs ------------------------------------------------------------------------------
+    def add_runs(self, study_id: str, runs: Iterable[PlannedRun]) -> None:
+        """Register planned runs as ``pending``; runs already present keep their state."""
+        now = time.time()
+        with self.connection:
+            self.connection.executemany(
+                "INSERT OR IGNORE INTO runs (run_id, study_id, config, cell, status, updated_at)"
+                " VALUES (?, ?, ?, ?, 'pending', ?)",
+                [
+                    (run.config.run_id, study_id, run.config.to_json(), run.cell_key, now)
+                    for run in runs
+                ],
+            )
+
+    def statuses(self) -> dict[str, str]:
+        return dict(self.connection.execute("SELECT run_id, status FROM runs"))
+
+    def mark_running(self, run_ids: Iterable[str]) -> None:
+        with self.connection:
+            self.connection.executemany(
+                "UPDATE runs SET status = 'running', attempts = attempts + 1, updated_at = ?"
+                " WHERE run_id = ?",
+                [(time.time(), run_id) for run_id in run_ids],
+            )
+
+    def mark_pending(self, run_ids: Iterable[str]) -> None:
+        """Return interrupted runs to the queue (they are retried on resume)."""
+        with self.connection:
+            self.connection.executemany(
+                "UPDATE runs SET status = 'pending', updated_at = ? WHERE run_id = ?"
+                " AND status = 'running'",
+                [(time.time(), run_id) for run_id in run_ids],
+            )
+
+    def record(self, result: RunResult) -> None:
+        """Write a finished run (status, metrics, curves) in one transaction."""
+        values = [getattr(result, column) for column in RESULT_COLUMNS]
+        with self.connection:
+            self.connection.execute(
+                f"UPDATE runs SET status = ?, {', '.join(c + ' = ?' for c in RESULT_COLUMNS)},"
+                " updated_at = ? WHERE run_id = ?",
+                (result.status, *values, time.time(), result.run_id),
+            )
+            self.connection.execute("DELETE FROM epochs WHERE run_id = ?", (result.run_id,))
+            self.connection.executemany(
+                "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (result.run_id, e.epoch, e.train_loss, e.train_acc, e.val_acc, e.lr)
+                    for e in result.epochs
+                ],
+            )
+
+    def records(self, study_id: str | None = None) -> list[dict[str, Any]]:
+        """Every run as a plain dict: config and cell decoded, metrics as stored."""
+        query = "SELECT * FROM runs" + (" WHERE study_id = ?" if study_id else "")
+        cursor = self.connection.execute(query, (study_id,) if study_id else ())
+        names = [d[0] for d in cursor.description]
+        records = []
+        for row in cursor:
+            record = dict(zip(names, row, strict=True))
+            record["config"] = json.loads(record["config"])
+            record["cell"] = json.loads(record["cell"])
+            records.append(record)
+        return records
+
+    def curves(self, run_id: str) -> list[dict[str, Any]]:
+        cursor = self.connection.execute(
+            "SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def open_store(path: str | Path, create: bool = True) -> Store:
+    """Open (or create) the store at ``path``, migrating an older schema forward.
+
+    A file that is not a normlab store, is corrupted, or comes from a newer normlab is refused
+    with a :class:`NormlabError` and left untouched.
+    """
+    path = Path(path)
+    exists = path.exists() and path.stat().st_size > 0
+    if not exists and not create:
+        raise NormlabError(f"{path}: no normlab store here")
+    if exists:
+        version = _read_version(path)
+        if version > SCHEMA_VERSION:
+            raise NormlabError(
+                f"{path}: store schema version {version} is newer than this normlab "
+                f"({SCHEMA_VERSION}); upgrade normlab to read it"
+            )
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        version = 0
+    connection = sqlite3.connect(path, timeout=30.0)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    if version < SCHEMA_VERSION:
+        _migrate(connection, version)
+    return Store(connection, path)
+
+
+def _read_version(path: Path) -> int:
+    """Schema version of an existing file, opened read-only so a bad file is never modified."""
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+            if "schema_version" not in tables:
+                raise NormlabError(f"{path}: not a normlab store (no schema_version table)")
+            row = connection.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as error:
+        raise NormlabError(f"{path}: not a readable SQLite normlab store ({error})") from None
+    if row is None or row[0] is None:
+        raise NormlabError(f"{path}: normlab store without a schema version")
+    return int(row[0])
+
+
+def _migrate(connection: sqlite3.Connection, version: int) -> None:
+    # executescript() commits before it runs, so each step carries its own BEGIN/COMMIT: a
+    # migration is applied whole or not at all.
+    steps = []
+    if version == 0:
+        steps.append("CREATE TABLE schema_version (version INTEGER NOT NULL);")
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        steps.append(MIGRATIONS[target])
+        steps.append(f"INSERT INTO schema_version VALUES ({target});")
+    connection.executescript("BEGIN;\n" + "\n".join(steps) + "\nCOMMIT;")

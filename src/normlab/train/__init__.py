@@ -1,0 +1,26 @@
+"""Training: one run from a config (engine), its optimizer, evaluation and result records."""
+
+from .config import OPTIMIZERS, SCHEDULES, RunConfig
+from .engine import build_model, check_config, total_steps, train_run, train_runs
+from .evaluate import STATISTICS_MODES, accuracy
+from .optim import build_optimizer, build_scheduler, parameter_groups
+from .result import RUN_STATUSES, EpochRecord, RunResult
+
+__all__ = [
+    "OPTIMIZERS",
+    "RUN_STATUSES",
+    "SCHEDULES",
+    "STATISTICS_MODES",
+    "EpochRecord",
+    "RunConfig",
+    "RunResult",
+    "accuracy",
+    "build_model",
+    "build_optimizer",
+    "build_scheduler",
+    "check_config",
+    "parameter_groups",
+    "total_steps",
+    "train_run",
+    "train_runs",
+]

@@ -1,0 +1,85 @@
+"""One run's configuration: plain values, JSON-serializable, hashed into the run's identity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from normlab.errors import NormlabError
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one training run (and nothing about where it executes)."""
+
+    dataset: str = "digits"
+    """Dataset registry name."""
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    """Options for the dataset builder (e.g. ``num_examples`` for ``synthetic``)."""
+    depth: int = 8
+    """Weighted layers of the ResNet: 2 + 2 * blocks (8 = one seed block per stage)."""
+    widths: tuple[int, ...] = (16, 32, 64)
+    """Channels of each stage."""
+    norm: str = "bn"
+    """Normalization registry name."""
+    norm_options: dict[str, Any] = field(default_factory=dict)
+    """Options for the normalization (e.g. ``groups`` for ``gn``)."""
+    init: str = "default"
+    """Weight initialization: ``default`` (PyTorch's)."""
+    batch_size: int = 32
+    """Examples per mini-batch; the last incomplete batch of an epoch is dropped."""
+    lr: float = 0.1
+    """Peak learning rate."""
+    optimizer: str = "sgd"
+    """``sgd`` (with momentum) or ``adamw``."""
+    momentum: float = 0.9
+    """SGD momentum (beta1 for AdamW)."""
+    weight_decay: float = 5e-4
+    """L2 penalty (SGD) or decoupled decay (AdamW)."""
+    norm_weight_decay: bool = True
+    """Whether weight decay also applies to norm scales/shifts and biases (PyTorch applies it)."""
+    dropout: float = 0.0
+    """Dropout probability."""
+    dropout_position: str = "head"
+    """``head`` (before the classifier), ``before_norm`` or ``after_norm`` (in every block)."""
+    epochs: int = 10
+    """Passes over the training set (equal examples across batch sizes)."""
+    steps: int | None = None
+    """If set, train exactly this many optimizer steps instead (equal steps)."""
+    schedule: str = "cosine"
+    """Learning-rate schedule over the run's steps: ``cosine`` (to 0) or ``constant``."""
+    seed: int = 0
+    """Initialization, data order and dropout seed; the same seed gives every norm the same order."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["widths"] = list(self.widths)
+        return data
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys): the same config always gives the same text."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def run_id(self) -> str:
+        """Content hash of the config: a run's identity in the store."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise NormlabError(f"unknown run config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return RunConfig.from_dict({**self.to_dict(), **changes})

@@ -1,0 +1,171 @@
+"""Train one run from its config: build model, build optimizer, loop, record, return a result.
+
+Reads top to bottom like nanoGPT's train.py. Divergence (a non-finite loss, or a loss beyond
+``EXPLODED_LOSS_FACTOR`` x ln(classes), i.e. confidently wrong on every example) ends the run as
+``diverged``: a result, not a crash.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from normlab.data import Dataset, batches_per_epoch, epoch_order, load_dataset
+from normlab.errors import NormlabError
+from normlab.models import resnet
+from normlab.norms import uses_batch_statistics
+
+from .config import RunConfig
+from .evaluate import accuracy
+from .optim import build_optimizer, build_scheduler
+from .result import EpochRecord, RunResult
+
+EXPLODED_LOSS_FACTOR = 100.0
+INITS = ("default",)
+
+
+def check_config(config: RunConfig, dataset: Dataset) -> None:
+    """Refuse configurations that cannot train, with a message naming the value at fault."""
+    num_train = len(dataset.y_train)
+    batches_per_epoch(num_train, config.batch_size)
+    if config.batch_size == 1 and uses_batch_statistics(config.norm):
+        raise NormlabError(
+            f"norm={config.norm!r} computes batch statistics and cannot train with batch_size=1; "
+            "use batch_size >= 2 or a per-sample norm (ln, gn, none)"
+        )
+    if config.lr <= 0 or not math.isfinite(config.lr):
+        raise NormlabError(f"lr must be a positive number, got {config.lr}")
+    if config.epochs < 1 and config.steps is None:
+        raise NormlabError(f"epochs must be >= 1, got {config.epochs}")
+    if config.steps is not None and config.steps < 1:
+        raise NormlabError(f"steps must be >= 1, got {config.steps}")
+    if config.init not in INITS:
+        raise NormlabError(f"init={config.init!r}; valid: {', '.join(INITS)}")
+
+
+def build_model(config: RunConfig, dataset: Dataset) -> nn.Module:
+    """The run's ResNet, initialized from the global RNG (seeded by the caller)."""
+    return resnet(
+        norm=config.norm,
+        depth=config.depth,
+        widths=config.widths,
+        num_classes=dataset.num_classes,
+        in_channels=dataset.in_channels,
+        dropout=config.dropout,
+        dropout_position=config.dropout_position,
+        norm_options=config.norm_options,
+    )
+
+
+def total_steps(config: RunConfig, num_examples: int) -> int:
+    """Optimizer steps of the run: ``steps`` if set, else ``epochs`` x full batches per epoch."""
+    if config.steps is not None:
+        return config.steps
+    return config.epochs * batches_per_epoch(num_examples, config.batch_size)
+
+
+def train_run(
+    config: RunConfig,
+    dataset: Dataset | None = None,
+    *,
+    weights_path: Path | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> RunResult:
+    """Train ``config`` on ``dataset`` (loaded from the config if not given) and evaluate it.
+
+    ``weights_path``: if given, the final state dict is saved there (``torch.save``; load it with
+    ``weights_only=True``). Same config and seed give the same numbers on the same machine.
+    """
+    dataset = dataset or load_dataset(config.dataset, **config.dataset_options)
+    check_config(config, dataset)
+    torch.manual_seed(config.seed)
+    model = build_model(config, dataset)
+    optimizer = build_optimizer(model, config)
+    x_train, y_train = dataset.x_train, dataset.y_train
+    steps_total = total_steps(config, len(y_train))
+    scheduler = build_scheduler(optimizer, config, steps_total)
+    exploded = EXPLODED_LOSS_FACTOR * math.log(dataset.num_classes)
+
+    epochs: list[EpochRecord] = []
+    step, epoch, train_time = 0, 0, 0.0
+    loss_sum = correct_sum = seen = 0.0
+    while step < steps_total:
+        started = time.perf_counter()
+        model.train()
+        loss_sum = correct_sum = seen = 0.0
+        for batch in epoch_order(config.seed, epoch, len(y_train), config.batch_size):
+            x, y = x_train[batch], y_train[batch]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value) or loss_value > exploded:
+                return _diverged(config, step, loss_value, epochs, train_time + _since(started))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            loss_sum += loss_value * len(y)
+            correct_sum += float((logits.detach().argmax(dim=1) == y).sum())
+            seen += len(y)
+            if step == steps_total:
+                break
+        train_time += _since(started)
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=loss_sum / seen,
+            train_acc=correct_sum / seen,
+            val_acc=accuracy(model, dataset.x_val, dataset.y_val),
+            lr=optimizer.param_groups[0]["lr"],
+        )
+        epochs.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        epoch += 1
+
+    if weights_path is not None:
+        torch.save(model.state_dict(), weights_path)
+    return RunResult(
+        run_id=config.run_id,
+        status="done",
+        test_acc=accuracy(model, dataset.x_test, dataset.y_test),
+        test_acc_batch_stats=accuracy(
+            model, dataset.x_test, dataset.y_test, statistics="batch", batch_size=config.batch_size
+        ),
+        val_acc=epochs[-1].val_acc,
+        train_loss=epochs[-1].train_loss,
+        train_acc=epochs[-1].train_acc,
+        steps=step,
+        wall_time=train_time,
+        images_per_sec=step * config.batch_size / train_time if train_time > 0 else 0.0,
+        epochs=epochs,
+    )
+
+
+def train_runs(configs: Sequence[RunConfig], dataset: Dataset | None = None) -> list[RunResult]:
+    """Train several runs; the engine interface executors call (a packed engine trains a group
+    of compatible runs at once behind this same signature)."""
+    return [train_run(config, dataset) for config in configs]
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
+
+
+def _diverged(
+    config: RunConfig, step: int, loss: float, epochs: list[EpochRecord], wall_time: float
+) -> RunResult:
+    return RunResult(
+        run_id=config.run_id,
+        status="diverged",
+        steps=step,
+        wall_time=wall_time,
+        epochs=epochs,
+        error=f"loss {loss:.4g} at step {step} (non-finite or above the explosion threshold)",
+    )

@@ -1,0 +1,68 @@
+"""Accuracy of a model with a chosen statistics mode.
+
+``running``: eval mode, normalization layers use their running (EMA) statistics — what a deployed
+model does. ``batch``: normalization layers compute statistics of each test mini-batch (train
+mode) while dropout stays off and no running statistic is touched. The gap between the two is
+the first BN diagnostic: how far the EMA statistics are from what the network was trained with.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+STATISTICS_MODES = ("running", "batch")
+
+
+@torch.no_grad()
+def predict_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    return int((model(x).argmax(dim=1) == y).sum())
+
+
+def chunks(num_examples: int, batch_size: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of ``batch_size``; a trailing chunk of one joins the previous one."""
+    bounds = list(range(0, num_examples, batch_size)) + [num_examples]
+    ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
+    if len(ranges) > 1 and ranges[-1][1] - ranges[-1][0] < 2:
+        ranges[-2:] = [(ranges[-2][0], num_examples)]
+    return ranges
+
+
+def batch_statistics_view(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose norms use batch statistics and whose dropout is off."""
+    view = copy.deepcopy(model)
+    view.train()
+    for module in view.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd):
+            module.eval()
+    return view
+
+
+@torch.no_grad()
+def accuracy(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    statistics: str = "running",
+    batch_size: int = 512,
+) -> float:
+    """Fraction of ``x`` classified as ``y`` using ``statistics`` (``running`` or ``batch``).
+
+    With ``batch`` statistics ``batch_size`` should be the training batch size: that is the
+    statistic noise the network was trained with. ``model`` itself is left unchanged.
+    """
+    if statistics not in STATISTICS_MODES:
+        raise ValueError(f"statistics must be one of {STATISTICS_MODES}, got {statistics!r}")
+    was_training = model.training
+    if statistics == "batch":
+        evaluated = batch_statistics_view(model)
+    else:
+        evaluated = model.eval()
+    correct = sum(
+        predict_correct(evaluated, x[start:stop], y[start:stop])
+        for start, stop in chunks(len(y), batch_size)
+    )
+    model.train(was_training)
+    return correct / len(y)
