@@ -35,7 +35,8 @@ from normlab.train import RunResult
 
 DEFAULT_OUT = "normlab-out"
 
-stdout = Console(highlight=False)
+# Piped output (CI logs, files) is not wrapped at 80 columns: result tables are wide.
+stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 stderr = Console(stderr=True, highlight=False)
 
 
@@ -94,13 +95,13 @@ def list_(what: str) -> None:
     """List the available norms, models or datasets, one per line."""
     if what == "norms":
         for name in norm_names():
-            stdout.print(f"{name:<12} {norm_entry(name).citation}")
+            click.echo(f"{name:<12} {norm_entry(name).citation}")
     elif what == "models":
         for name, description in MODEL_DESCRIPTIONS.items():
-            stdout.print(f"{name:<12} {description}")
+            click.echo(f"{name:<12} {description}")
     else:
         for name, (_, description) in DATASETS.items():
-            stdout.print(f"{name:<12} {description}")
+            click.echo(f"{name:<12} {description}")
 
 
 def _run_and_report(

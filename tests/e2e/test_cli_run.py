@@ -1,0 +1,77 @@
+"""`normlab run --quick`, `normlab list` and argument errors, end to end through the CLI."""
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from normlab.cli import main
+from normlab.norms import norm_names
+
+
+def normlab(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "normlab.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick") / "out"
+    result = normlab("run", "--quick", "--out", str(out), "--workers", "1")
+    return out, result
+
+
+def test_run_quick_trains_stores_and_prints_the_table(quick_run):
+    out, result = quick_run
+    assert result.returncode == 0, result.stderr
+    assert "winner" in result.stdout and "batch_size 8" in result.stdout
+    with sqlite3.connect(out / "normlab.db") as db:
+        statuses = dict(db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"))
+        epochs = db.execute("SELECT COUNT(*) FROM epochs").fetchone()[0]
+    assert sum(statuses.values()) == 32
+    assert statuses.get("pending", 0) == statuses.get("running", 0) == 0
+    assert epochs > 0
+    report = (out / "report.md").read_text()
+    assert "| norm | batch_size 8 | batch_size 64 |" in report
+
+
+def test_rerun_resumes_without_training(quick_run):
+    out, _ = quick_run
+    result = normlab("run", "--quick", "--out", str(out), "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert "0 runs trained, 32 already finished" in result.stdout
+
+
+def test_list_norms_prints_every_name_with_citation(capsys):
+    assert main(["list", "norms"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == norm_names()
+    assert all(len(line.split()) > 1 for line in lines)
+
+
+@pytest.mark.parametrize("what", ["models", "datasets"])
+def test_list_models_and_datasets(capsys, what):
+    assert main(["list", what]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["list", "cars"], ["run", "--workers", "many"], ["frobnicate"], ["run", "--bogus"]],
+)
+def test_bad_arguments_are_one_line_and_exit_2(capsys, args):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("normlab: error:") and "\n" not in err
+
+
+def test_help_for_each_command(capsys):
+    for args in (["--help"], ["run", "--help"], ["list", "--help"], ["study", "--help"]):
+        assert main(args) == 0
+    assert "--quick" in capsys.readouterr().out

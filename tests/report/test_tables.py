@@ -1,0 +1,65 @@
+"""Result tables and the Markdown report are computed from the records."""
+
+from normlab.analysis import summarize
+from normlab.report import markdown_table, render_markdown, result_tables, statistics_gap_table
+
+SPEC = {
+    "name": "t",
+    "base": {
+        "dataset": "synthetic",
+        "dataset_options": {},
+        "depth": 8,
+        "widths": [4, 4, 4],
+        "epochs": 1,
+        "steps": None,
+        "optimizer": "sgd",
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "schedule": "cosine",
+    },
+    "lr": {"mode": "fixed", "base_lr": 0.1, "grid": [], "base_batch_size": 32},
+    "seeds": [0],
+}
+
+
+def records():
+    out = []
+    for norm, batch, test, batch_test in [
+        ("bn", 2, 0.5, 0.7),
+        ("gn", 2, 0.8, 0.8),
+        ("bn", 32, 0.9, 0.9),
+        ("gn", 32, 0.85, 0.85),
+    ]:
+        out.append(
+            {
+                "config": {"norm": norm, "batch_size": batch, "lr": 0.1, "seed": 0},
+                "cell": {"norm": norm, "batch_size": batch},
+                "status": "done",
+                "val_acc": 0.5,
+                "test_acc": test,
+                "test_acc_batch_stats": batch_test,
+            }
+        )
+    return out
+
+
+def test_result_table_has_norm_rows_batch_columns_and_winner():
+    (table,) = result_tables(summarize(records()))
+    assert table.header == ["norm", "batch_size 2", "batch_size 32"]
+    assert table.rows[0][0] == "bn" and table.rows[0][1].startswith("0.500 (lr 0.1)")
+    assert table.rows[-1][0] == "winner"
+    assert table.rows[-1][1].startswith("gn by +0.300 over bn")
+    assert table.rows[-1][2].startswith("bn by +0.050 over gn")
+
+
+def test_statistics_gap_only_for_batch_norms():
+    gap = statistics_gap_table(summarize(records()), {"bn"})
+    assert [row[0] for row in gap.rows] == ["norm=bn, batch_size=2", "norm=bn, batch_size=32"]
+    assert gap.rows[0][3] == "+0.200"
+
+
+def test_markdown_report_contains_tables_and_counts():
+    text = render_markdown("t", SPEC, summarize(records()), {"done": 4}, {"bn"}, 12.0)
+    assert "| norm | batch_size 2 | batch_size 32 |" in text
+    assert "4 done" in text and "fixed at 0.1" in text
+    assert markdown_table(result_tables(summarize(records()))[0]) in text
