@@ -21,17 +21,27 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from normlab.norms import make_norm
+from normlab.norms import WSConv2d, make_norm, norm_entry
 
 DROPOUT_POSITIONS = ("head", "before_norm", "after_norm")
 """Where ``dropout`` acts: before the classifier only, or in every block before/after each norm."""
 
 
 def conv2d(
-    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, bias: bool = True
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    stride: int = 1,
+    bias: bool = True,
+    weight_standardized: bool = False,
 ) -> nn.Conv2d:
-    """Keras ``Conv2D(padding="same")`` for odd kernels (bias on, like Keras's default)."""
-    return nn.Conv2d(
+    """Keras ``Conv2D(padding="same")`` for odd kernels (bias on, like Keras's default).
+
+    ``weight_standardized`` gives a :class:`~normlab.norms.WSConv2d` (Qiao et al. 2019), for
+    convolutions that feed a norm whose registry entry has ``weight_standardized_conv`` (``gn_ws``).
+    """
+    conv_class = WSConv2d if weight_standardized else nn.Conv2d
+    return conv_class(
         in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias
     )
 
@@ -52,9 +62,14 @@ class SeedBlock(nn.Module):
     ) -> None:
         super().__init__()
         options = dict(norm_options or {})
-        self.conv1 = conv2d(in_channels, filters, kernel_size, stride)
+        # Both convolutions feed a norm; gn_ws needs them weight-standardized (the shortcut's
+        # projection feeds the addition, not a norm, and stays a plain convolution).
+        standardized = norm_entry(norm).weight_standardized_conv
+        self.conv1 = conv2d(
+            in_channels, filters, kernel_size, stride, weight_standardized=standardized
+        )
         self.norm1 = make_norm(norm, filters, **options)
-        self.conv2 = conv2d(filters, filters, kernel_size)
+        self.conv2 = conv2d(filters, filters, kernel_size, weight_standardized=standardized)
         self.norm2 = make_norm(norm, filters, **options)
         self.relu = nn.ReLU()
         block_dropout = dropout if dropout_position != "head" else 0.0

@@ -38,7 +38,12 @@ class ResNet(nn.Module):
         super().__init__()
         options = dict(norm_options or {})
         self.stem = nn.Sequential(
-            conv2d(in_channels, widths[0], kernel_size),
+            conv2d(
+                in_channels,
+                widths[0],
+                kernel_size,
+                weight_standardized=norm_entry(norm).weight_standardized_conv,
+            ),
             make_norm(norm, widths[0], **options),
             nn.ReLU(),
         )

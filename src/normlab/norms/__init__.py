@@ -5,8 +5,12 @@ build on.
 """
 
 from .batch import BatchNorm, batch_norm, batch_norm_keras
+from .batch_group import BatchGroupNorm, batch_group_norm
 from .errors import NormlabError
-from .group import group_norm, layer_norm_chw
+from .evonorm import EvoNormB0, EvoNormS0, evonorm_b0, evonorm_s0
+from .frozen import FrozenBatchNorm, frozen_batch_norm
+from .ghost import GhostBatchNorm, ghost_batch_norm
+from .group import group_norm, instance_norm, layer_norm_chw
 from .identity import NoNorm, no_norm
 from .layer import ChannelLayerNorm, layer_norm_keras
 from .registry import (
@@ -17,6 +21,9 @@ from .registry import (
     register,
     uses_batch_statistics,
 )
+from .renorm import BatchRenorm, batch_renorm
+from .response import FilterResponseNorm, filter_response_norm
+from .weight_std import WSConv2d, standardize_weight
 
 register(NormEntry("bn", batch_norm, "Ioffe & Szegedy 2015 (PyTorch defaults)", True))
 register(NormEntry("bn_keras", batch_norm_keras, "Ioffe & Szegedy 2015 (Keras defaults)", True))
@@ -24,16 +31,44 @@ register(NormEntry("none", no_norm, "no normalization", False))
 register(NormEntry("ln", layer_norm_keras, "Ba et al. 2016 (Keras, per position)", False))
 register(NormEntry("ln_chw", layer_norm_chw, "Ba et al. 2016 (over C,H,W)", False))
 register(NormEntry("gn", group_norm, "Wu & He 2018", False))
+register(NormEntry("in", instance_norm, "Ulyanov et al. 2016 (InstanceNorm, affine)", False))
+register(NormEntry("gbn", ghost_batch_norm, "Hoffer et al. 2017 (Ghost BatchNorm)", True))
+register(NormEntry("brn", batch_renorm, "Ioffe 2017 (Batch Renormalization)", True))
+register(
+    NormEntry("frozen_bn", frozen_batch_norm, "Ioffe & Szegedy 2015 (frozen statistics)", False)
+)
+register(NormEntry("frn", filter_response_norm, "Singh & Krishnan 2020 (FRN + TLU)", False))
+register(NormEntry("evonorm_s0", evonorm_s0, "Liu et al. 2020 (EvoNorm-S0)", False))
+register(NormEntry("evonorm_b0", evonorm_b0, "Liu et al. 2020 (EvoNorm-B0)", True))
+register(
+    NormEntry(
+        "gn_ws",
+        group_norm,
+        "Wu & He 2018 + Qiao et al. 2019 (GroupNorm + Weight Standardization)",
+        False,
+        weight_standardized_conv=True,
+    )
+)
+register(NormEntry("bgn", batch_group_norm, "Summers & Dinneen 2020 (batch + group norm)", True))
 
 __all__ = [
+    "BatchGroupNorm",
     "BatchNorm",
+    "BatchRenorm",
     "ChannelLayerNorm",
+    "EvoNormB0",
+    "EvoNormS0",
+    "FilterResponseNorm",
+    "FrozenBatchNorm",
+    "GhostBatchNorm",
     "NoNorm",
     "NormEntry",
     "NormlabError",
+    "WSConv2d",
     "make_norm",
     "norm_entry",
     "norm_names",
     "register",
+    "standardize_weight",
     "uses_batch_statistics",
 ]

@@ -28,7 +28,12 @@ def resolve_groups(name: str, num_channels: int, groups: int | None) -> int:
     """
     if groups is None:
         return default_groups(num_channels)
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or num_channels % groups:
+    if (
+        isinstance(groups, bool)
+        or not isinstance(groups, int)
+        or groups < 1
+        or num_channels % groups
+    ):
         raise NormlabError(
             f"{name}: groups={groups!r} does not divide num_channels={num_channels}; "
             f"choose a divisor of {num_channels}"
