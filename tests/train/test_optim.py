@@ -17,7 +17,9 @@ def test_norm_weight_decay_true_decays_everything():
 
 
 def test_norm_weight_decay_false_exempts_one_dimensional_parameters():
-    groups = build_optimizer(model(), RunConfig(weight_decay=0.1, norm_weight_decay=False)).param_groups
+    groups = build_optimizer(
+        model(), RunConfig(weight_decay=0.1, norm_weight_decay=False)
+    ).param_groups
     decayed, exempt = groups
     assert [p.ndim for p in decayed["params"]] == [4]
     assert sorted(p.numel() for p in exempt["params"]) == [4, 4, 4]  # conv bias, BN gamma, beta

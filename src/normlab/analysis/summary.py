@@ -75,9 +75,7 @@ def summarize(records: list[dict[str, Any]]) -> list[CellSummary]:
         for run in finished:
             by_lr[run["config"]["lr"]].append(run)
         val_by_lr = {
-            lr: statistics.fmean(
-                r["val_acc"] if r["status"] == "done" else 0.0 for r in lr_runs
-            )
+            lr: statistics.fmean(r["val_acc"] if r["status"] == "done" else 0.0 for r in lr_runs)
             for lr, lr_runs in sorted(by_lr.items())
         }
         selected = max(sorted(val_by_lr), key=lambda lr: (val_by_lr[lr], -lr))
@@ -112,6 +110,8 @@ class Winner:
     """best_mean minus the runner-up's mean."""
     clear: bool
     """The margin exceeds both cells' seed standard deviations."""
+    measured_noise: bool = True
+    """Both cells have two or more seeds, so a seed standard deviation exists."""
 
 
 def winners(summaries: list[CellSummary], compare: str = "norm") -> list[Winner]:
@@ -127,11 +127,28 @@ def winners(summaries: list[CellSummary], compare: str = "norm") -> list[Winner]
         ranked = sorted(members, key=lambda s: -s.test_mean)
         best = ranked[0]
         if len(ranked) == 1:
-            result.append(Winner(json.loads(key), str(best.cell.get(compare)), best.test_mean, None, None, False))
+            result.append(
+                Winner(
+                    json.loads(key), str(best.cell.get(compare)), best.test_mean, None, None, False
+                )
+            )
             continue
         second = ranked[1]
         margin = best.test_mean - second.test_mean
-        noise = max(best.test_std or 0.0, second.test_std or 0.0)
+        if best.test_std is None or second.test_std is None:
+            result.append(
+                Winner(
+                    json.loads(key),
+                    str(best.cell.get(compare)),
+                    best.test_mean,
+                    str(second.cell.get(compare)),
+                    margin,
+                    False,
+                    measured_noise=False,
+                )
+            )
+            continue
+        noise = max(best.test_std, second.test_std)
         result.append(
             Winner(
                 json.loads(key),

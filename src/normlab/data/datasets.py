@@ -59,7 +59,9 @@ def stratified_split(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices of a stratified train / val / test split: each class is split in ``fractions``."""
     if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1.0) > 1e-9:
-        raise NormlabError(f"split fractions must be three positive numbers summing to 1, got {fractions}")
+        raise NormlabError(
+            f"split fractions must be three positive numbers summing to 1, got {fractions}"
+        )
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[], [], []]
     for label in np.unique(labels):
@@ -86,7 +88,9 @@ def from_arrays(
     images = np.asarray(images, dtype=np.float64)
     labels = np.asarray(labels)
     if images.ndim != 4 or len(images) != len(labels):
-        raise NormlabError(f"{name}: expected images (N, C, H, W) and N labels, got {images.shape}, {labels.shape}")
+        raise NormlabError(
+            f"{name}: expected images (N, C, H, W) and N labels, got {images.shape}, {labels.shape}"
+        )
     _, codes = np.unique(labels, return_inverse=True)
     train, val, test = stratified_split(codes, fractions)
     mean = images[train].mean()

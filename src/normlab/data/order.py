@@ -18,7 +18,9 @@ def batches_per_epoch(num_examples: int, batch_size: int) -> int:
     if batch_size < 1:
         raise NormlabError(f"batch_size must be >= 1, got {batch_size}")
     if batch_size > num_examples:
-        raise NormlabError(f"batch_size={batch_size} is larger than the training set ({num_examples})")
+        raise NormlabError(
+            f"batch_size={batch_size} is larger than the training set ({num_examples})"
+        )
     return num_examples // batch_size
 
 

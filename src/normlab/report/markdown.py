@@ -25,7 +25,7 @@ def render_markdown(
         "",
         "## Protocol",
         "",
-        f"- Data: `{base['dataset']}` {base.get('dataset_options') or ''}, fixed stratified "
+        f"- Data: `{base['dataset']}`{_options(base.get('dataset_options'))}, fixed stratified "
         "train / val / test split; val selects the learning rate, test reports.",
         f"- Model: ResNet of the write-up's seed blocks, depth {base['depth']}, widths "
         f"{base['widths']}.",
@@ -58,6 +58,10 @@ def render_markdown(
         lines.append(f"- Wall time of the last invocation: {wall_time:.0f} s.")
     lines += ["- Every run, with its config and per-epoch curves: `normlab.db` (SQLite).", ""]
     return "\n".join(lines)
+
+
+def _options(options: dict[str, Any] | None) -> str:
+    return f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else ""
 
 
 def _budget(base: dict[str, Any]) -> str:

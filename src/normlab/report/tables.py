@@ -73,8 +73,13 @@ def result_tables(
             elif winner.runner_up is None:
                 line.append(winner.best)
             else:
-                sign = "" if winner.clear else " (within seed noise)"
-                line.append(f"{winner.best} by {winner.margin:+.3f} over {winner.runner_up}{sign}")
+                margin = f"{winner.margin:+.3f} over {winner.runner_up}"
+                if not winner.measured_noise:
+                    line.append(f"{winner.best} ({margin}; one seed, no noise estimate)")
+                elif winner.clear:
+                    line.append(f"{winner.best} ({margin})")
+                else:
+                    line.append(f"no clear winner: {winner.best} {margin}, within seed noise")
         body.append(line)
         title = "Test accuracy, mean ± std over seeds at the selected learning rate"
         if group:

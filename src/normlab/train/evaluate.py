@@ -56,10 +56,7 @@ def accuracy(
     if statistics not in STATISTICS_MODES:
         raise ValueError(f"statistics must be one of {STATISTICS_MODES}, got {statistics!r}")
     was_training = model.training
-    if statistics == "batch":
-        evaluated = batch_statistics_view(model)
-    else:
-        evaluated = model.eval()
+    evaluated = batch_statistics_view(model) if statistics == "batch" else model.eval()
     correct = sum(
         predict_correct(evaluated, x[start:stop], y[start:stop])
         for start, stop in chunks(len(y), batch_size)
