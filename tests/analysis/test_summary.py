@@ -68,3 +68,11 @@ def test_winner_per_batch_size_and_noise_flag():
 def test_format_mean_std():
     (cell,) = summarize([record("bn", 8, 0.1, 0, 0.9, 0.9), record("bn", 8, 0.1, 1, 0.9, 0.8)])
     assert format_mean_std(cell) == "0.850 ± 0.071"
+
+
+def test_variant_and_context_of_norm_scoped_options():
+    from normlab.analysis import context, variant
+
+    cell = {"norm": "gn", "batch_size": 4, "norm_options.gn.groups": 2, "norm_options.eps": 1e-3}
+    assert variant(cell) == "gn(groups=2)"
+    assert context(cell) == {"batch_size": 4, "norm_options.eps": 1e-3}

@@ -63,3 +63,12 @@ def test_markdown_report_contains_tables_and_counts():
     assert "| norm | batch_size 2 | batch_size 32 |" in text
     assert "4 done" in text and "fixed at 0.1" in text
     assert markdown_table(result_tables(summarize(records()))[0]) in text
+
+
+def test_norm_scoped_options_are_rows_not_separate_tables():
+    rows = records()
+    rows[1]["cell"] = {"norm": "gn", "batch_size": 2, "norm_options.gn.groups": 2}
+    rows[3]["cell"] = {"norm": "gn", "batch_size": 32, "norm_options.gn.groups": 2}
+    (table,) = result_tables(summarize(rows))
+    assert [row[0] for row in table.rows] == ["bn", "gn(groups=2)", "winner"]
+    assert table.rows[-1][1].startswith("gn(groups=2) (+0.300 over bn")

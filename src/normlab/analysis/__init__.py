@@ -1,5 +1,21 @@
 """Analysis: pure functions over plain run records (aggregation, lr selection, winners)."""
 
-from .summary import CellSummary, Winner, format_mean_std, summarize, winners
+from .summary import (
+    CellSummary,
+    Winner,
+    context,
+    format_mean_std,
+    summarize,
+    variant,
+    winners,
+)
 
-__all__ = ["CellSummary", "Winner", "format_mean_std", "summarize", "winners"]
+__all__ = [
+    "CellSummary",
+    "Winner",
+    "context",
+    "format_mean_std",
+    "summarize",
+    "variant",
+    "winners",
+]

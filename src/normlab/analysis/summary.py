@@ -114,14 +114,35 @@ class Winner:
     """Both cells have two or more seeds, so a seed standard deviation exists."""
 
 
+def _scoped(key: str, cell: dict[str, Any], compare: str) -> bool:
+    # A study factor scoped to one norm ("norm_options.gn.groups") names a variant of that norm,
+    # not a context shared by the other norms.
+    return compare == "norm" and key.startswith(f"norm_options.{cell.get('norm')}.")
+
+
+def variant(cell: dict[str, Any], compare: str = "norm") -> str:
+    """Label of the compared level, with options scoped to it: ``gn`` or ``gn(groups=2)``."""
+    label = str(cell.get(compare))
+    options = [
+        f"{key.rsplit('.', 1)[1]}={value}"
+        for key, value in sorted(cell.items())
+        if _scoped(key, cell, compare)
+    ]
+    return f"{label}({', '.join(options)})" if options else label
+
+
+def context(cell: dict[str, Any], compare: str = "norm") -> dict[str, Any]:
+    """The cell's other factor levels: what a fair comparison of ``compare`` holds fixed."""
+    return {k: v for k, v in cell.items() if k != compare and not _scoped(k, cell, compare)}
+
+
 def winners(summaries: list[CellSummary], compare: str = "norm") -> list[Winner]:
     """For each combination of the other factors, the ``compare`` level with the best test mean."""
     groups: dict[str, list[CellSummary]] = defaultdict(list)
     for summary in summaries:
         if summary.test_mean is None:
             continue
-        group = {k: v for k, v in summary.cell.items() if k != compare}
-        groups[cell_key(group)].append(summary)
+        groups[cell_key(context(summary.cell, compare))].append(summary)
     result = []
     for key, members in groups.items():
         ranked = sorted(members, key=lambda s: -s.test_mean)
@@ -129,7 +150,7 @@ def winners(summaries: list[CellSummary], compare: str = "norm") -> list[Winner]
         if len(ranked) == 1:
             result.append(
                 Winner(
-                    json.loads(key), str(best.cell.get(compare)), best.test_mean, None, None, False
+                    json.loads(key), variant(best.cell, compare), best.test_mean, None, None, False
                 )
             )
             continue
@@ -139,9 +160,9 @@ def winners(summaries: list[CellSummary], compare: str = "norm") -> list[Winner]
             result.append(
                 Winner(
                     json.loads(key),
-                    str(best.cell.get(compare)),
+                    variant(best.cell, compare),
                     best.test_mean,
-                    str(second.cell.get(compare)),
+                    variant(second.cell, compare),
                     margin,
                     False,
                     measured_noise=False,
@@ -152,9 +173,9 @@ def winners(summaries: list[CellSummary], compare: str = "norm") -> list[Winner]
         result.append(
             Winner(
                 json.loads(key),
-                str(best.cell.get(compare)),
+                variant(best.cell, compare),
                 best.test_mean,
-                str(second.cell.get(compare)),
+                variant(second.cell, compare),
                 margin,
                 margin > noise,
             )

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from normlab.analysis import CellSummary, Winner, format_mean_std, winners
+from normlab.analysis import CellSummary, Winner, context, format_mean_std, variant, winners
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,10 @@ class Table:
     rows: list[list[str]]
 
 
-def _levels(summaries: list[CellSummary], key: str) -> list[Any]:
+def _levels(summaries: list[CellSummary], label: Callable[[CellSummary], Any]) -> list[Any]:
     seen: list[Any] = []
     for summary in summaries:
-        value = summary.cell.get(key)
+        value = label(summary)
         if value not in seen:
             seen.append(value)
     return seen
@@ -34,10 +35,10 @@ def _group_title(group: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in group.items())
 
 
-def _grouped(summaries: list[CellSummary], axes: tuple[str, str]) -> dict[str, list[CellSummary]]:
+def _grouped(summaries: list[CellSummary], rows: str, columns: str) -> dict[str, list[CellSummary]]:
     groups: dict[str, list[CellSummary]] = defaultdict(list)
     for summary in summaries:
-        rest = {k: v for k, v in summary.cell.items() if k not in axes}
+        rest = {k: v for k, v in context(summary.cell, rows).items() if k != columns}
         groups[json.dumps(rest, sort_keys=True)].append(summary)
     return groups
 
@@ -47,13 +48,13 @@ def result_tables(
 ) -> list[Table]:
     """Test accuracy (mean ± std over seeds at the selected lr), the selected lr, and the winner."""
     tables = []
-    for group_key, members in _grouped(summaries, (rows, columns)).items():
+    for group_key, members in _grouped(summaries, rows, columns).items():
         group = json.loads(group_key)
-        column_levels = _levels(members, columns)
-        cells = {(s.cell.get(rows), s.cell.get(columns)): s for s in members}
+        column_levels = _levels(members, lambda s: s.cell.get(columns))
+        cells = {(variant(s.cell, rows), s.cell.get(columns)): s for s in members}
         header = [rows, *(f"{columns} {c}" for c in column_levels)]
         body = []
-        for row in _levels(members, rows):
+        for row in _levels(members, lambda s: variant(s.cell, rows)):
             line = [str(row)]
             for column in column_levels:
                 summary = cells.get((row, column))
