@@ -1,4 +1,4 @@
-"""Expand a study spec into its runs: factors x learning rates x seeds, minus exclusions.
+"""Expand a study spec into its runs: cells (factors minus exclusions) x learning rates x seeds.
 
 Every run belongs to a *cell*: its factor levels without lr and seed. The tuned protocol selects
 one lr per cell; seeds are the replicates within a cell.
@@ -6,7 +6,6 @@ one lr per cell; seeds are the replicates within a cell.
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from normlab.data import Dataset
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, check_config, total_steps
 
+from .executors import dataset_for
 from .spec import StudySpec
 
 
@@ -30,25 +30,42 @@ class PlannedRun:
         return json.dumps(self.cell, sort_keys=True)
 
 
-def _excluded(assignment: dict[str, Any], exclude: tuple[dict[str, Any], ...]) -> bool:
-    return any(all(assignment.get(k) == v for k, v in rule.items()) for rule in exclude)
-
-
 def expand(spec: StudySpec) -> list[PlannedRun]:
     """All runs of ``spec`` in a stable order (cells, then lr, then seed)."""
-    names = list(spec.factors)
     runs = []
-    for levels in itertools.product(*(spec.factors[name] for name in names)):
-        cell = dict(zip(names, levels, strict=True))
-        if _excluded(cell, spec.exclude):
-            continue
-        cell_base = spec.base.replace(**cell)
-        for lr in spec.lr.learning_rates(cell_base.batch_size):
+    for cell in spec.cells():
+        config = spec.cell_config(cell)
+        for lr in spec.lr.learning_rates(config.batch_size):
             for seed in spec.seeds:
-                runs.append(PlannedRun(cell_base.replace(lr=lr, seed=seed), cell))
+                runs.append(PlannedRun(config.replace(lr=lr, seed=seed), cell))
     if not runs:
         raise NormlabError(f"study {spec.name!r} plans no runs (every combination is excluded)")
     return runs
+
+
+def check_study(spec: StudySpec) -> tuple[list[PlannedRun], Dataset]:
+    """Plan ``spec`` and check it against its dataset, before any training.
+
+    The dataset's options must build it, and every batch size must fit its training split;
+    errors name the spec line of the value at fault. Returns the runs and the dataset (loaded
+    once per process, so the runner reuses it).
+    """
+    runs = expand(spec)
+    try:
+        dataset = dataset_for(runs[0].config)
+    except NormlabError as error:
+        key = "dataset_options" if spec.base.dataset_options else "dataset"
+        raise spec.origin.error(("run", key), str(error)) from None
+    num_train = len(dataset.y_train)
+    for run in runs:
+        if run.config.batch_size > num_train:
+            raise spec.origin.error(
+                spec.value_path(run.cell, "batch_size"),
+                f"batch size {run.config.batch_size} is larger than the training split of "
+                f"{dataset.describe()}",
+            )
+    check_plan(runs, dataset)
+    return runs, dataset
 
 
 def check_plan(runs: list[PlannedRun], dataset: Dataset) -> None:

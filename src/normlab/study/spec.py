@@ -1,19 +1,71 @@
 """A study as a value: TOML -> validated frozen dataclasses, parsed once and passed down.
 
-A study crosses *factors* (each a list of levels) over *seeds*, under a *budget* (equal epochs or
-equal steps) and a *learning-rate protocol*:
+A study file has five sections; every key has a default, and every error names the file, the
+line and the key (``study.toml:14: factors.batch_size[1]: expected an integer, got 'eight'``)::
 
-- ``tuned``: every cell (all factors except lr and seed) trains each lr of a log-spaced grid with
-  every seed; the lr with the best mean validation accuracy is selected, its test accuracy
-  reported. With ``grid_scaling = "sqrt"`` the grid is centred per batch size at
-  ``center * sqrt(batch_size / base_batch_size)``.
-- ``scaled``: ``lr = base_lr * (batch_size / base_batch_size) ** power`` (linear: 1, sqrt: 0.5).
+    [study]
+    name = "BN vs GN"            # shown in reports
+    seeds = [0, 1, 2]            # or a count: seeds = 3 -> 0, 1, 2; seed s = same data order for all
+
+    [run]                        # fixed values of every run: any RunConfig field but lr and seed
+    dataset = "digits"
+    dataset_options = {}         # builder options, e.g. { num_examples = 600 } for synthetic
+    depth = 8
+    widths = [16, 32, 64]
+    epochs = 8                   # the budget: equal examples across batch sizes ...
+    # steps = 500                # ... or equal optimizer steps (set one of the two)
+
+    [run.norm_options.gn]        # fixed options of one norm: a table named after the norm
+    groups = 4
+    # ([run.norm_options] with eps = 1e-3 would set an option of every norm: each must take it)
+
+    [factors]                    # the study is the cross product of these levels
+    norm = ["bn", "gn", "none"]
+    batch_size = [8, 32, 128]
+    # also: weight_decay, norm_weight_decay, dropout, dropout_position, momentum (the SGD
+    # momentum), optimizer, init, schedule, depth, widths, epochs or steps, and sampler
+    # ("shuffle": data/order.py's seeded reshuffle, the only sampler so far)
+
+    [factors.norm_options.bn]    # an option varied for one norm: BN's running-average momentum
+    momentum = [0.1, 0.01]       # (PyTorch convention); the other norms' cells do not split on it
+    # ([factors.norm_options] with eps = [1e-5, 1e-3] would vary an option of every norm)
+
+    [lr]                         # the learning-rate protocol (see below)
+    mode = "tuned"
+
+    [[exclude]]                  # runs matching every key of one entry are not planned
+    norm = "bn"
+    batch_size = 128
+
+**Norm options.** A norm option lives in ``norm_options`` under ``[run]`` (fixed) or
+``[factors]`` (varied), either for every norm (a key) or for one norm (a table named after the
+norm). An option set in two places for the same norm is an error. A varied option of one norm
+becomes the factor ``norm_options.<norm>.<option>`` of that norm's cells only; an option of every
+norm the factor ``norm_options.<option>``. ``[[exclude]]`` entries name factors the same way
+(``norm_options.gn.groups = 1`` as a dotted key), and every value must be one of the factor's
+levels.
+
+**Learning-rate protocols** (``[lr]``; a key of another mode is an error):
+
+- ``tuned`` (default): every cell (all factors except lr and seed) trains each lr of a log grid
+  with every seed; the lr with the best mean validation accuracy is selected, its test accuracy
+  reported. ``grid = [...]`` lists the values, else ``points`` values ``spacing``x apart around
+  ``center``. Both move with batch size by ``grid_scaling`` (``sqrt``, ``linear`` or ``none``)
+  from ``base_batch_size``.
+- ``scaled``: ``lr = base_lr * (batch_size / base_batch_size) ** power`` (``rule``: linear 1,
+  sqrt 0.5).
 - ``fixed``: ``lr = base_lr`` everywhere.
+
+Checks that need no data run here (types, unknown keys and names, value ranges, impossible
+combinations such as GroupNorm groups that do not divide a width, or batch size 1 with a
+batch-statistics norm, see :mod:`normlab.study.checks`); checks against the dataset (a batch
+larger than the training set) run in :func:`normlab.study.plan.check_study`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sys
 from dataclasses import asdict, dataclass, field, fields
@@ -23,27 +75,31 @@ from typing import Any
 from normlab.errors import NormlabError
 from normlab.train import RunConfig
 
+from .locate import KeyPath, SpecOrigin, key_lines
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-FACTOR_KEYS = (
-    "norm",
-    "batch_size",
-    "weight_decay",
-    "norm_weight_decay",
-    "dropout",
-    "dropout_position",
-    "momentum",
-    "optimizer",
-    "init",
-    "schedule",
-)
-"""Run-config fields a study may vary; ``lr`` and ``seed`` are set by the protocol and seeds."""
+RUN_FIELDS = {f.name for f in fields(RunConfig)}
+
+FACTOR_KEYS = tuple(
+    f.name
+    for f in fields(RunConfig)
+    if f.name not in ("lr", "seed", "dataset", "dataset_options", "norm_options")
+) + ("sampler",)
+"""Factors other than norm options: run-config fields (lr and seed are the protocol's and the
+seeds'; one study has one dataset) and the batch sampler."""
 
 LR_MODES = ("tuned", "scaled", "fixed")
 SCALING_RULES = {"linear": 1.0, "sqrt": 0.5, "none": 0.0}
+MODE_KEYS = {
+    "tuned": ("grid", "center", "points", "spacing", "grid_scaling", "base_batch_size"),
+    "scaled": ("base_lr", "base_batch_size", "rule"),
+    "fixed": ("base_lr",),
+}
+"""The ``[lr]`` keys each mode reads (besides ``mode``)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +121,7 @@ class LrProtocol:
     base_lr: float = 0.1
     """scaled / fixed: learning rate at ``base_batch_size``."""
     base_batch_size: int = 32
-    """Batch size at which ``center`` / ``base_lr`` apply."""
+    """Batch size at which ``center`` / ``grid`` / ``base_lr`` apply."""
     rule: str = "linear"
     """scaled: ``linear`` or ``sqrt``."""
 
@@ -78,9 +134,11 @@ class LrProtocol:
             return (_round(self.base_lr * ratio ** SCALING_RULES[self.rule]),)
         scale = ratio ** SCALING_RULES[self.grid_scaling]
         if self.grid:
-            return tuple(_round(lr * scale) for lr in self.grid)
-        offsets = [i - (self.points - 1) / 2 for i in range(self.points)]
-        return tuple(_round(self.center * scale * self.spacing**o) for o in offsets)
+            values = [lr * scale for lr in self.grid]
+        else:
+            offsets = [i - (self.points - 1) / 2 for i in range(self.points)]
+            values = [self.center * scale * self.spacing**o for o in offsets]
+        return tuple(dict.fromkeys(_round(v) for v in values))  # rounding may merge neighbours
 
 
 @dataclass(frozen=True)
@@ -90,20 +148,27 @@ class StudySpec:
     name: str = "study"
     """Shown in reports."""
     base: RunConfig = field(default_factory=RunConfig)
-    """Values of every run-config field a factor does not vary (dataset, model, budget ...)."""
+    """Values of every run-config field a factor does not vary; ``base.norm_options`` holds the
+    fixed options of every norm."""
+    norm_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Norm name -> fixed options of that norm only (``[run.norm_options.<norm>]``)."""
     factors: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    """Factor name -> levels; the study is their full cross product."""
+    """Factor name -> levels. Names are the keys under ``[factors]``, dotted for norm options
+    (``norm_options.eps`` for every norm, ``norm_options.gn.groups`` for gn's cells only)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds; seed s gives every norm the same data order (paired design)."""
     lr: LrProtocol = field(default_factory=LrProtocol)
     """Learning-rate protocol."""
     exclude: tuple[dict[str, Any], ...] = ()
-    """Partial assignments of factor levels; runs matching any of them are not planned."""
+    """Partial assignments of factor levels (dotted factor names); matching cells are not planned."""
+    origin: SpecOrigin = field(default_factory=SpecOrigin, compare=False, repr=False)
+    """File and key lines the spec came from, for error messages; not part of its identity."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "base": self.base.to_dict(),
+            "norm_options": {k: dict(v) for k, v in self.norm_options.items()},
             "factors": {k: list(v) for k, v in self.factors.items()},
             "seeds": list(self.seeds),
             "lr": {**asdict(self.lr), "grid": list(self.lr.grid)},
@@ -116,6 +181,66 @@ class StudySpec:
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    @property
+    def norms(self) -> tuple[str, ...]:
+        """The normalizations the study trains."""
+        return tuple(self.factors.get("norm", (self.base.norm,)))
+
+    def cells(self) -> list[dict[str, Any]]:
+        """Every planned cell (factor name -> level), in a stable order, exclusions removed.
+
+        A factor scoped to one norm (``norm_options.<norm>.<option>``) splits that norm's cells
+        only; the cells of other norms do not carry it.
+        """
+        shared = [name for name in self.factors if norm_scope(name) is None]
+        cells = []
+        for levels in itertools.product(*(self.factors[name] for name in shared)):
+            cell = dict(zip(shared, levels, strict=True))
+            norm = cell.get("norm", self.base.norm)
+            scoped = [name for name in self.factors if norm_scope(name) == norm]
+            for scoped_levels in itertools.product(*(self.factors[name] for name in scoped)):
+                full = {**cell, **dict(zip(scoped, scoped_levels, strict=True))}
+                if not any(_matches(full, rule) for rule in self.exclude):
+                    cells.append(full)
+        return cells
+
+    def cell_config(self, cell: dict[str, Any]) -> RunConfig:
+        """The run config of ``cell`` (lr and seed still the base's)."""
+        changes = {k: v for k, v in cell.items() if k in RUN_FIELDS}
+        norm = changes.get("norm", self.base.norm)
+        options = {**self.base.norm_options, **self.norm_options.get(norm, {})}
+        for name, level in cell.items():
+            if name.startswith("norm_options."):
+                options[name.rsplit(".", 1)[1]] = level
+        return self.base.replace(**changes, norm_options=options)
+
+    def level_path(self, factor: str, level: Any) -> KeyPath:
+        """Key path of one level of a factor (``("factors", "batch_size", 2)``)."""
+        return ("factors", *factor.split("."), self.factors[factor].index(level))
+
+    def value_path(self, cell: dict[str, Any], name: str) -> KeyPath:
+        """Where the value of run-config field ``name`` in ``cell`` comes from."""
+        return self.level_path(name, cell[name]) if name in cell else ("run", name)
+
+    def option_path(self, cell: dict[str, Any], norm: str, option: str) -> KeyPath:
+        """Where norm option ``option`` of ``norm`` in ``cell`` comes from."""
+        for factor in (f"norm_options.{norm}.{option}", f"norm_options.{option}"):
+            if factor in cell:
+                return self.level_path(factor, cell[factor])
+        if option in self.norm_options.get(norm, {}):
+            return ("run", "norm_options", norm, option)
+        return ("run", "norm_options", option)
+
+
+def norm_scope(factor: str) -> str | None:
+    """The norm a factor is scoped to (``norm_options.gn.groups`` -> ``gn``), else None."""
+    parts = factor.split(".")
+    return parts[1] if len(parts) == 3 and parts[0] == "norm_options" else None
+
+
+def _matches(cell: dict[str, Any], rule: dict[str, Any]) -> bool:
+    return all(name in cell and cell[name] == level for name, level in rule.items())
+
 
 def _round(value: float) -> float:
     # Grid values become config values and run ids: round away float noise like 0.30000000000000004.
@@ -123,76 +248,28 @@ def _round(value: float) -> float:
 
 
 def load_spec(path: str | Path) -> StudySpec:
-    """Parse and validate a study TOML file; errors name the file and the key."""
+    """Parse and validate a study TOML file; errors name the file, the line and the key."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise NormlabError(f"{path}: no such study file") from None
+    except (IsADirectoryError, UnicodeDecodeError) as error:
+        raise NormlabError(f"{path}: cannot read the study file ({error})") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise NormlabError(f"{path}: invalid TOML: {error}") from None
-    return spec_from_dict(data, source=str(path))
+    return spec_from_dict(data, source=str(path), text=text)
 
 
-def spec_from_dict(data: dict[str, Any], source: str = "spec") -> StudySpec:
-    """Build a :class:`StudySpec` from parsed TOML (sections: study, run, factors, lr, exclude)."""
-    known_sections = {"study", "run", "factors", "lr", "exclude"}
-    _reject_unknown(data, known_sections, source, "top level")
-    study = dict(data.get("study", {}))
-    _reject_unknown(study, {"name", "seeds"}, source, "[study]")
-    run = dict(data.get("run", {}))
-    run_fields = {f.name for f in fields(RunConfig)} - {"lr", "seed"}
-    _reject_unknown(run, run_fields, source, "[run]")
-    factors = dict(data.get("factors", {}))
-    _reject_unknown(factors, set(FACTOR_KEYS), source, "[factors]")
-    for key, levels in factors.items():
-        if not isinstance(levels, list) or not levels:
-            raise NormlabError(f"{source}: factors.{key} must be a non-empty list of levels")
-        if len(set(map(repr, levels))) != len(levels):
-            raise NormlabError(f"{source}: factors.{key} repeats a level: {levels}")
-    lr_data = dict(data.get("lr", {}))
-    _reject_unknown(lr_data, {f.name for f in fields(LrProtocol)}, source, "[lr]")
-    if "grid" in lr_data:
-        lr_data["grid"] = tuple(lr_data["grid"])
-    seeds = study.get("seeds", [0, 1, 2])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise NormlabError(f"{source}: study.seeds must be a non-empty list of integers")
-    try:
-        base = RunConfig(**run)
-        lr = LrProtocol(**lr_data)
-    except TypeError as error:
-        raise NormlabError(f"{source}: {error}") from None
-    exclude = tuple(dict(e) for e in data.get("exclude", []))
-    spec = StudySpec(
-        name=str(study.get("name", Path(source).stem)),
-        base=base,
-        factors={k: tuple(v) for k, v in factors.items()},
-        seeds=tuple(seeds),
-        lr=lr,
-        exclude=exclude,
-    )
-    validate_spec(spec, source)
-    return spec
+def spec_from_dict(
+    data: dict[str, Any], source: str = "spec", text: str | None = None
+) -> StudySpec:
+    """Build and validate a :class:`StudySpec` from parsed TOML.
 
+    ``text``, the TOML ``data`` was parsed from, gives error messages their line numbers.
+    """
+    from .parse import parse_spec  # parse builds the dataclasses above: import it when used
 
-def validate_spec(spec: StudySpec, source: str = "spec") -> None:
-    """Check protocol values; run-level checks (norm names, batch sizes) happen in the plan."""
-    lr = spec.lr
-    if lr.mode not in LR_MODES:
-        raise NormlabError(f"{source}: lr.mode={lr.mode!r}; valid: {', '.join(LR_MODES)}")
-    if lr.grid_scaling not in SCALING_RULES or lr.rule not in ("linear", "sqrt"):
-        raise NormlabError(f"{source}: lr.grid_scaling / lr.rule must be linear, sqrt (or none)")
-    if lr.points < 1 or lr.spacing <= 1.0 and lr.points > 1:
-        raise NormlabError(f"{source}: lr.points must be >= 1 and lr.spacing > 1")
-    if min((*lr.grid, lr.center, lr.base_lr)) <= 0 or lr.base_batch_size < 1:
-        raise NormlabError(f"{source}: learning rates and lr.base_batch_size must be positive")
-    for entry in spec.exclude:
-        _reject_unknown(entry, set(FACTOR_KEYS) | {"norm_options"}, source, "[[exclude]]")
-
-
-def _reject_unknown(table: dict[str, Any], known: set[str], source: str, where: str) -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise NormlabError(
-            f"{source}: unknown key {unknown[0]!r} in {where}; valid keys: {', '.join(sorted(known))}"
-        )
+    return parse_spec(data, SpecOrigin(source, key_lines(text) if text else {}))

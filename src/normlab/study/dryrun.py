@@ -1,0 +1,239 @@
+"""What a study would do, without doing it: its cells, each cell's lr grid and an estimated time.
+
+The estimate is a short calibration, not a model of the hardware: for each (norm, batch size,
+architecture) of the plan, a representative run trains a few optimizer steps (after two warm-up
+steps) with the torch threads a worker would get, and evaluates once on the validation split.
+Each run then costs ``steps x seconds_per_step`` plus its evaluations (validation every epoch,
+test twice at the end), and runs are packed onto the workers longest first, as the executor
+orders them. Parallel workers share memory bandwidth, so the wall-clock estimate is optimistic
+when workers > 1. Nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from normlab.data import Dataset, batches_per_epoch, epoch_order
+from normlab.train import RunConfig, accuracy, build_model, build_optimizer, total_steps
+
+from .executors import threads_per_worker
+from .plan import PlannedRun
+from .spec import LrProtocol, StudySpec
+
+WARMUP_STEPS = 2
+"""Untimed first steps (allocator and autograd warm-up make them several times slower)."""
+CALIBRATION_STEPS = 5
+"""Timed optimizer steps per calibrated configuration; their median is the step time."""
+CALIBRATION_SECONDS = 1.0
+"""Stop timing a configuration after this long (once one step past warm-up is timed)."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Estimated training time of a plan."""
+
+    run_seconds: dict[str, float]
+    """Run id -> estimated seconds (training steps and evaluations) on one worker."""
+    wall_seconds: float
+    """Estimated wall-clock time with ``workers`` workers (longest runs first)."""
+    workers: int
+    calibrated: int
+    """Configurations timed."""
+    calibration_seconds: float
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.run_seconds.values())
+
+
+def _calibration_key(config: RunConfig) -> tuple[Any, ...]:
+    return (config.norm, config.batch_size, config.depth, config.widths)
+
+
+@dataclass(frozen=True)
+class _Timing:
+    setup: float
+    """Seconds to build the model and optimizer."""
+    step: float
+    """Seconds per optimizer step (median)."""
+    example: float
+    """Seconds per evaluated example."""
+
+
+def _time_steps(config: RunConfig, dataset: Dataset) -> _Timing:
+    """Time building, a few optimizer steps and one validation pass of ``config``."""
+    torch.manual_seed(config.seed)
+    build_model(config, dataset)  # the first build of a process pays one-off lazy initialization
+    started = time.perf_counter()
+    model = build_model(config, dataset)
+    optimizer = build_optimizer(model, config)
+    setup = time.perf_counter() - started
+    order = epoch_order(config.seed, 0, len(dataset.y_train), config.batch_size)
+    model.train()
+    durations = []
+    for step in range(WARMUP_STEPS + CALIBRATION_STEPS):
+        batch = order[step % len(order)]
+        started = time.perf_counter()
+        loss = F.cross_entropy(model(dataset.x_train[batch]), dataset.y_train[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        durations.append(time.perf_counter() - started)
+        if step >= WARMUP_STEPS and sum(durations) > CALIBRATION_SECONDS:
+            break  # slow steps are measured well enough by few of them
+    started = time.perf_counter()
+    accuracy(model, dataset.x_val, dataset.y_val)
+    per_example = (time.perf_counter() - started) / max(1, len(dataset.y_val))
+    return _Timing(setup, statistics.median(durations[WARMUP_STEPS:]), per_example)
+
+
+def estimate_time(
+    runs: list[PlannedRun], dataset: Dataset, workers: int, threads: int | None = None
+) -> Estimate:
+    """Calibrate on ``dataset`` and extrapolate to every run of the plan and ``workers`` workers
+    of ``threads`` torch threads each (default: the cores shared out among the workers)."""
+    started = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or threads_per_worker(workers))
+    timings: dict[tuple[Any, ...], _Timing] = {}
+    try:
+        for run in runs:
+            key = _calibration_key(run.config)
+            if key not in timings:
+                timings[key] = _time_steps(run.config, dataset)
+    finally:
+        torch.set_num_threads(previous_threads)
+    num_train, num_val, num_test = (len(dataset.y_train), len(dataset.y_val), len(dataset.y_test))
+    run_seconds = {}
+    for run in runs:
+        timing = timings[_calibration_key(run.config)]
+        steps = total_steps(run.config, num_train)
+        epochs = math.ceil(steps / batches_per_epoch(num_train, run.config.batch_size))
+        evaluated = epochs * num_val + 2 * num_test
+        run_seconds[run.config.run_id] = (
+            timing.setup + steps * timing.step + evaluated * timing.example
+        )
+    return Estimate(
+        run_seconds=run_seconds,
+        wall_seconds=_makespan(sorted(run_seconds.values(), reverse=True), workers),
+        workers=workers,
+        calibrated=len(timings),
+        calibration_seconds=time.perf_counter() - started,
+    )
+
+
+def _makespan(durations: list[float], workers: int) -> float:
+    """Finish time of ``durations`` handed, in order, to whichever of ``workers`` is free first."""
+    loads = [0.0] * max(1, min(workers, len(durations)))
+    for duration in durations:
+        heapq.heappush(loads, heapq.heappop(loads) + duration)
+    return max(loads)
+
+
+def describe_plan(
+    spec: StudySpec, runs: list[PlannedRun], dataset: Dataset, estimate: Estimate | None = None
+) -> list[str]:
+    """The dry-run report: factors, budget, lr protocol, one line per cell, the estimate."""
+    num_train = len(dataset.y_train)
+    cells: dict[str, list[PlannedRun]] = {}
+    for run in runs:
+        cells.setdefault(run.cell_key, []).append(run)
+    lines = [
+        f"Study: {spec.name} (id {spec.study_id})",
+        f"Dataset: {dataset.describe()}",
+        "Factors:" if spec.factors else "Factors: none (one cell)",
+    ]
+    width = max((len(name) for name in spec.factors), default=0)
+    lines += [f"  {name:<{width}}  {_levels(levels)}" for name, levels in spec.factors.items()]
+    lines += [
+        f"Seeds: {_levels(spec.seeds)}",
+        f"Budget: {_budget_text(spec)}",
+        f"Learning rate: {_lr_text(spec.lr)}",
+    ]
+    if spec.exclude:
+        rules = "; ".join(", ".join(f"{k}={v}" for k, v in rule.items()) for rule in spec.exclude)
+        lines.append(f"Excluded: {rules}")
+    steps = sum(total_steps(run.config, num_train) for run in runs)
+    lines.append(
+        f"Plan: {len(cells)} cells, {len(runs)} runs, {steps:,} optimizer steps "
+        f"(cells x lr grid x {len(spec.seeds)} seeds)"
+    )
+    rows = [("cell", "lr grid", "runs", "steps/run")]
+    for members in cells.values():
+        first = members[0]
+        grid = sorted({run.config.lr for run in members})
+        rows.append(
+            (
+                _cell_text(first.cell),
+                ", ".join(f"{lr:g}" for lr in grid),
+                str(len(members)),
+                f"{total_steps(first.config, num_train):,}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines += [
+        "  " + "  ".join(f"{v:<{w}}" for v, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    if estimate is not None:
+        lines.append(
+            f"Estimated time: {_duration(estimate.wall_seconds)} with {estimate.workers} worker(s) "
+            f"({_duration(estimate.total_seconds)} on one; calibrated {estimate.calibrated} "
+            f"configuration(s) in {estimate.calibration_seconds:.1f} s)"
+        )
+    lines.append("Dry run: nothing was trained or written.")
+    return lines
+
+
+def _budget_text(spec: StudySpec) -> str:
+    if spec.base.steps is not None:
+        return f"{spec.base.steps} optimizer steps per run (equal steps)"
+    if "steps" in spec.factors:
+        return "optimizer steps per run from factors.steps (equal steps)"
+    if "epochs" in spec.factors:
+        return "epochs per run from factors.epochs (equal examples across batch sizes)"
+    epochs = spec.base.epochs
+    return f"{epochs} epoch{'s' if epochs != 1 else ''} per run (equal examples across batch sizes)"
+
+
+def _lr_text(lr: LrProtocol) -> str:
+    if lr.mode == "fixed":
+        return f"fixed at {lr.base_lr:g}"
+    if lr.mode == "scaled":
+        return f"scaled ({lr.rule}) from {lr.base_lr:g} at batch size {lr.base_batch_size}"
+    grid = (
+        f"grid {_levels(lr.grid)}"
+        if lr.grid
+        else f"{lr.points} values {lr.spacing:g}x apart around {lr.center:g}"
+    )
+    return (
+        f"tuned per cell on validation accuracy: {grid} at batch size {lr.base_batch_size}, "
+        f"moved with {lr.grid_scaling} scaling of the batch size"
+    )
+
+
+def _levels(levels: tuple[Any, ...]) -> str:
+    return ", ".join(json.dumps(v) if isinstance(v, (list, tuple)) else str(v) for v in levels)
+
+
+def _cell_text(cell: dict[str, Any]) -> str:
+    return " ".join(f"{k}={_levels((v,))}" for k, v in cell.items()) or "(all runs)"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
