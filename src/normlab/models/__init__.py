@@ -1,6 +1,15 @@
-"""Models whose normalization is a parameter: the write-up's seed block and a ResNet of them."""
+"""Models whose normalization is a parameter: the write-up's seed block, a ResNet of them, and
+the normalization-free variants (Fixup, SkipInit) chosen by ``init``."""
 
-from .blocks import DROPOUT_POSITIONS, SeedBlock, seed_block
+from .blocks import DROPOUT_POSITIONS, FixupBlock, ScalarBias, SeedBlock, SkipInitBlock, seed_block
+from .init import (
+    INIT_DESCRIPTIONS,
+    INITS,
+    check_init,
+    fixup_branch_scale,
+    fixup_scalars,
+    initialize_fixup,
+)
 from .resnet import ResNet, resnet
 
 MODEL_DESCRIPTIONS = {
@@ -10,9 +19,18 @@ MODEL_DESCRIPTIONS = {
 
 __all__ = [
     "DROPOUT_POSITIONS",
+    "INITS",
+    "INIT_DESCRIPTIONS",
     "MODEL_DESCRIPTIONS",
+    "FixupBlock",
     "ResNet",
+    "ScalarBias",
     "SeedBlock",
+    "SkipInitBlock",
+    "check_init",
+    "fixup_branch_scale",
+    "fixup_scalars",
+    "initialize_fixup",
     "resnet",
     "seed_block",
 ]

@@ -12,11 +12,20 @@ LayerNormalization)::
 ``seed_block`` builds exactly that with the normalization chosen by registry name. Where the
 input channels differ from ``filters`` (or ``stride`` > 1) the shortcut is a 1x1 projection
 convolution: the write-up adds a 3-channel input to a 64-channel output, which fails in Keras.
+
+Two normalization-free variants keep that block and add scalars around its residual branch
+(``models/init.py`` chooses them by ``init`` and initializes them):
+
+- :class:`SkipInitBlock` (De & Smith 2020, SkipInit): ``ReLU(alpha * branch(x) + shortcut(x))``
+  with a learnable scalar ``alpha = 0`` at initialization.
+- :class:`FixupBlock` (Zhang, Dauphin & Ma 2019, Fixup): scalar biases before each convolution
+  and element-wise activation and a scalar multiplier at the end of the branch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -86,10 +95,85 @@ class SeedBlock(nn.Module):
             return norm(self.dropout(x))
         return self.dropout(norm(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch: conv -> norm -> ReLU -> conv -> norm."""
         out = self.relu(self._normalize(self.norm1, self.conv1(x)))
-        out = self._normalize(self.norm2, self.conv2(out))
-        return self.relu(out + self.shortcut(x))
+        return self._normalize(self.norm2, self.conv2(out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.branch(x) + self.shortcut(x))
+
+
+class SkipInitBlock(SeedBlock):
+    """Seed block whose residual branch is scaled by a learnable scalar, zero at initialization.
+
+    De & Smith 2020, "Batch Normalization Biases Residual Blocks Towards the Identity Function
+    in Deep Networks" (SkipInit)::
+
+        out = ReLU(alpha * branch(x) + shortcut(x)),    alpha = 0 at initialization
+
+    At initialization the block is ``ReLU(shortcut(x))``: exactly ``x`` for an identity shortcut
+    and a non-negative input (every block's input here is the output of a ReLU). Works with any
+    normalization: the scalar stands in for what BN does to the branch (down-weight it against
+    the skip path), so with a norm it simply adds that bias towards the identity. Weights are set
+    by :func:`normlab.models.init.initialize` (He initialization), not here.
+    """
+
+    def __init__(self, in_channels: int, filters: int, **options: Any) -> None:
+        super().__init__(in_channels, filters, **options)
+        self.branch_scale = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.branch_scale * self.branch(x) + self.shortcut(x))
+
+
+class FixupBlock(SeedBlock):
+    """Seed block with Fixup's scalar biases and multiplier (for ``norm="none"``).
+
+    Zhang, Dauphin & Ma 2019, "Fixup Initialization: Residual Learning Without Normalization",
+    rule 3: a scalar bias (0 at initialization) before each convolution and element-wise
+    activation, and a scalar multiplier (1 at initialization) in every branch::
+
+        u   = x + a1
+        h   = ReLU(norm1(conv1(u)) + a2)
+        r   = s * norm2(conv2(h + a3)) + a4
+        out = ReLU(r + shortcut)        shortcut = x, or projection(u) where channels change
+
+    (the authors' reference applies ``a1`` to the input of a parameterized shortcut too). The
+    convolutions keep the seed block's per-channel biases, so ``a2`` and ``a4`` span directions
+    those biases already span; they are kept because Fixup's point is their optimization effect
+    (one scalar gathers the gradient of every channel and position). Weights are set by
+    :func:`normlab.models.init.initialize_fixup`, not here.
+    """
+
+    def __init__(self, in_channels: int, filters: int, **options: Any) -> None:
+        super().__init__(in_channels, filters, **options)
+        self.bias_before_conv1 = nn.Parameter(torch.zeros(1))
+        self.bias_before_relu = nn.Parameter(torch.zeros(1))
+        self.bias_before_conv2 = nn.Parameter(torch.zeros(1))
+        self.branch_scale = nn.Parameter(torch.ones(1))
+        self.bias_before_add = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shifted = x + self.bias_before_conv1
+        out = self._normalize(self.norm1, self.conv1(shifted))
+        out = self.relu(out + self.bias_before_relu)
+        out = self._normalize(self.norm2, self.conv2(out + self.bias_before_conv2))
+        out = self.branch_scale * out + self.bias_before_add
+        shortcut = x if isinstance(self.shortcut, nn.Identity) else self.shortcut(shifted)
+        return self.relu(out + shortcut)
+
+
+class ScalarBias(nn.Module):
+    """``x + b`` with one learnable scalar ``b`` (0 at initialization): Fixup's bias, used by the
+    ResNet before its stem ReLU and before its classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bias
 
 
 def seed_block(

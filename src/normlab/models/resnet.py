@@ -5,6 +5,10 @@ halving the spatial size in its first block (1x1 projection shortcut); global av
 dropout (position "head"); linear classifier. ``depth`` counts weighted layers as in He et al.
 2016 (CIFAR ResNets): ``depth = 2 * blocks + 2`` over all stages, so depth 20 with three stages
 is three blocks per stage.
+
+``init`` (see ``models/init.py``) picks the block and the initialization: ``default`` (seed
+blocks, PyTorch's initialization), ``skipinit`` or ``fixup``. With ``fixup`` the network also
+gets Fixup's scalar biases before the stem ReLU and before the classifier.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from torch import nn
 from normlab.errors import NormlabError
 from normlab.norms import make_norm, norm_entry
 
-from .blocks import DROPOUT_POSITIONS, SeedBlock, conv2d
+from .blocks import DROPOUT_POSITIONS, ScalarBias, conv2d
+from .init import block_class, check_init, initialize
 
 
 class ResNet(nn.Module):
-    """Stem, stages of :class:`SeedBlock`, global average pool, dropout, linear head."""
+    """Stem, stages of residual blocks, global average pool, dropout, linear head."""
 
     def __init__(
         self,
@@ -34,10 +39,13 @@ class ResNet(nn.Module):
         dropout_position: str = "head",
         norm_options: Mapping[str, object] | None = None,
         kernel_size: int = 3,
+        init: str = "default",
     ) -> None:
         super().__init__()
         options = dict(norm_options or {})
-        self.stem = nn.Sequential(
+        fixup = init == "fixup"
+        self.init = init
+        stem: list[nn.Module] = [
             conv2d(
                 in_channels,
                 widths[0],
@@ -45,15 +53,18 @@ class ResNet(nn.Module):
                 weight_standardized=norm_entry(norm).weight_standardized_conv,
             ),
             make_norm(norm, widths[0], **options),
-            nn.ReLU(),
-        )
+        ]
+        # Fixup: a scalar bias before every element-wise activation, the stem's ReLU included.
+        stem += [ScalarBias(), nn.ReLU()] if fixup else [nn.ReLU()]
+        self.stem = nn.Sequential(*stem)
+        block = block_class(init)
         blocks = []
         channels = widths[0]
         for stage, width in enumerate(widths):
             for index in range(blocks_per_stage):
                 stride = 2 if stage > 0 and index == 0 else 1
                 blocks.append(
-                    SeedBlock(
+                    block(
                         channels,
                         width,
                         norm=norm,
@@ -69,11 +80,14 @@ class ResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         head_dropout = dropout if dropout_position == "head" else 0.0
         self.dropout = nn.Dropout(head_dropout) if head_dropout > 0 else nn.Identity()
+        # Fixup: a scalar bias before the linear classifier too.
+        self.head_bias: nn.Module = ScalarBias() if fixup else nn.Identity()
         self.fc = nn.Linear(channels, num_classes)
+        initialize(self, init, self.fc)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.blocks(self.stem(x))
-        return self.fc(self.dropout(torch.flatten(self.pool(out), 1)))
+        return self.fc(self.head_bias(self.dropout(torch.flatten(self.pool(out), 1))))
 
 
 def resnet(
@@ -86,12 +100,15 @@ def resnet(
     dropout_position: str = "head",
     norm_options: Mapping[str, object] | None = None,
     kernel_size: int = 3,
+    init: str = "default",
 ) -> ResNet:
     """Build a ResNet of ``depth`` weighted layers from seed blocks normalized by ``norm``.
 
-    ``depth - 2`` must be a positive multiple of ``2 * len(widths)``.
+    ``depth - 2`` must be a positive multiple of ``2 * len(widths)``. ``init``: ``default``,
+    ``skipinit`` (any norm) or ``fixup`` (``norm="none"`` only); see ``models/init.py``.
     """
     norm_entry(norm)  # unknown names fail here, with the list of valid ones
+    check_init(init, norm)
     widths = tuple(int(w) for w in widths)
     if not widths or min(widths) < 1:
         raise NormlabError(f"resnet: widths must be positive integers, got {widths}")
@@ -117,4 +134,5 @@ def resnet(
         dropout_position=dropout_position,
         norm_options=norm_options,
         kernel_size=kernel_size,
+        init=init,
     )

@@ -30,7 +30,7 @@ class RunConfig:
     norm_options: dict[str, Any] = field(default_factory=dict)
     """Options for the normalization (e.g. ``groups`` for ``gn``)."""
     init: str = "default"
-    """Weight initialization: ``default`` (PyTorch's)."""
+    """Initialization: ``default`` (PyTorch's), ``skipinit`` (any norm) or ``fixup`` (norm none)."""
     batch_size: int = 32
     """Examples per mini-batch; the last incomplete batch of an epoch is dropped."""
     lr: float = 0.1
@@ -53,6 +53,8 @@ class RunConfig:
     """If set, train exactly this many optimizer steps instead (equal steps)."""
     schedule: str = "cosine"
     """Learning-rate schedule over the run's steps: ``cosine`` (to 0) or ``constant``."""
+    agc_clip: float | None = None
+    """Adaptive gradient clipping threshold lambda (Brock et al. 2021), unit-wise; None: off."""
     seed: int = 0
     """Initialization, data order and dropout seed; the same seed gives every norm the same order."""
 

@@ -18,16 +18,17 @@ from torch import nn
 
 from normlab.data import Dataset, batches_per_epoch, epoch_order, load_dataset
 from normlab.errors import NormlabError
-from normlab.models import resnet
+from normlab.models import INITS as INITS  # re-exported: study/checks.py reads the valid inits
+from normlab.models import check_init, resnet
 from normlab.norms import uses_batch_statistics
 
+from .agc import adaptive_clip_gradients, check_clipping
 from .config import RunConfig
 from .evaluate import accuracy
 from .optim import build_optimizer, build_scheduler
 from .result import EpochRecord, RunResult
 
 EXPLODED_LOSS_FACTOR = 100.0
-INITS = ("default",)
 
 
 def check_config(config: RunConfig, dataset: Dataset) -> None:
@@ -45,8 +46,9 @@ def check_config(config: RunConfig, dataset: Dataset) -> None:
         raise NormlabError(f"epochs must be >= 1, got {config.epochs}")
     if config.steps is not None and config.steps < 1:
         raise NormlabError(f"steps must be >= 1, got {config.steps}")
-    if config.init not in INITS:
-        raise NormlabError(f"init={config.init!r}; valid: {', '.join(INITS)}")
+    check_init(config.init, config.norm)
+    if config.agc_clip is not None:
+        check_clipping(config.agc_clip)
 
 
 def build_model(config: RunConfig, dataset: Dataset) -> nn.Module:
@@ -60,6 +62,7 @@ def build_model(config: RunConfig, dataset: Dataset) -> nn.Module:
         dropout=config.dropout,
         dropout_position=config.dropout_position,
         norm_options=config.norm_options,
+        init=config.init,
     )
 
 
@@ -108,6 +111,8 @@ def train_run(
                 return _diverged(config, step, loss_value, epochs, train_time + _since(started))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if config.agc_clip is not None:
+                adaptive_clip_gradients(model, config.agc_clip)
             optimizer.step()
             scheduler.step()
             step += 1

@@ -3,6 +3,9 @@
 Weight decay on normalization scales/shifts and biases is a study factor
 (``norm_weight_decay``): PyTorch's optimizers decay every parameter, timm and detectron2 exclude
 1-D parameters by default.
+
+Fixup's scalar biases and multipliers learn at ``FIXUP_SCALAR_LR_FACTOR`` times the run's
+learning rate, as in the authors' CIFAR code (the paper's three rules do not say).
 """
 
 from __future__ import annotations
@@ -13,8 +16,14 @@ import torch
 from torch import nn
 
 from normlab.errors import NormlabError
+from normlab.models import fixup_scalars
 
 from .config import OPTIMIZERS, SCHEDULES, RunConfig
+
+FIXUP_SCALAR_LR_FACTOR = 0.1
+"""Learning-rate multiplier of Fixup's scalars. A scalar bias gathers the gradient of every
+channel and position it shifts; at full rate, ResNet-20 on digits (lr 0.1) diverged in 1 of 3
+seeds, at a tenth in none of 5."""
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, norm_weight_decay: bool) -> list[dict]:
@@ -30,9 +39,25 @@ def parameter_groups(model: nn.Module, weight_decay: float, norm_weight_decay: b
     ]
 
 
+def slow_fixup_scalars(groups: list[dict], model: nn.Module, learning_rate: float) -> list[dict]:
+    """Move Fixup's scalars out of ``groups`` into groups of their own at a reduced rate."""
+    scalars = {id(p) for p in fixup_scalars(model)}
+    if not scalars:
+        return groups
+    split = []
+    for group in groups:
+        fast = [p for p in group["params"] if id(p) not in scalars]
+        slow = [p for p in group["params"] if id(p) in scalars]
+        split += [{**group, "params": fast}] if fast else []
+        if slow:
+            split.append({**group, "params": slow, "lr": learning_rate * FIXUP_SCALAR_LR_FACTOR})
+    return split
+
+
 def build_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
     """SGD with momentum (default) or AdamW, with the run's learning rate and weight decay."""
     groups = parameter_groups(model, config.weight_decay, config.norm_weight_decay)
+    groups = slow_fixup_scalars(groups, model, config.lr)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     if config.optimizer == "adamw":
