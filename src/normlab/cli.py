@@ -6,6 +6,7 @@ Errors in the user's input are one line on stderr and exit code 2; Ctrl-C keeps 
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -31,6 +32,9 @@ from normlab.study import (
     preset_path,
     run_study,
 )
+from normlab.study.dryrun import describe_plan, estimate_time
+from normlab.study.export import FORMATS, export_store
+from normlab.study.plan import check_study
 from normlab.train import RunResult
 
 DEFAULT_OUT = "normlab-out"
@@ -53,40 +57,120 @@ def cli() -> None:
 def execution_options(command):
     """Flags shared by ``run`` and ``study``."""
     command = click.option(
-        "--out", "out_dir", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False),
+        "--out",
+        "out_dir",
+        default=DEFAULT_OUT,
+        show_default=True,
+        type=click.Path(file_okay=False),
         help="Output folder: normlab.db (SQLite) and report.md.",
     )(command)
     command = click.option(
-        "--workers", default=None, type=int,
-        help="Parallel worker processes (default: one per CPU core).",
+        "--workers",
+        default=None,
+        type=int,
+        help="Runs in parallel: local worker processes (default: one per CPU core) or Ray "
+        "tasks in flight (default: the cluster's CPUs // threads).",
     )(command)
     command = click.option(
-        "--executor", default="local", show_default=True, type=click.Choice(["local"]),
-        help="Where runs train.",
+        "--executor",
+        default="local",
+        show_default=True,
+        type=click.Choice(["local", "ray"]),
+        help="Where runs train: local processes, or tasks on an existing Ray cluster.",
     )(command)
-    command = click.option("--quiet", is_flag=True, help="No progress bar or per-run lines.")(command)
+    command = click.option(
+        "--address",
+        default=None,
+        help="Ray head address (default: $RAY_ADDRESS, else the cluster `ray start` started here).",
+    )(command)
+    command = click.option(
+        "--threads",
+        default=None,
+        type=int,
+        help="Torch threads per run (default: cores // workers; 1 per Ray task). Results are "
+        "bit-identical across executors only at equal threads.",
+    )(command)
+    command = click.option(
+        "--force-new",
+        is_flag=True,
+        help="OUT holds a different study: add this one alongside it (runs with identical "
+        "configs are shared, not retrained) instead of refusing.",
+    )(command)
+    command = click.option("--quiet", is_flag=True, help="No progress bar or per-run lines.")(
+        command
+    )
     return command
 
 
 @cli.command()
 @click.option("--quick", is_flag=True, help="Smoke-size study (under a minute on 2 cores).")
 @execution_options
-def run(quick: bool, out_dir: str, workers: int | None, executor: str, quiet: bool) -> None:
+def run(
+    quick: bool,
+    out_dir: str,
+    workers: int | None,
+    executor: str,
+    quiet: bool,
+    address: str | None,
+    threads: int | None,
+    force_new: bool,
+) -> None:
     """Run the default study: BN vs none vs LN vs GN across batch sizes on digits.
 
     Resumes where it stopped if OUT already holds the same study.
     """
     spec = load_spec(preset_path("quick" if quick else "default"))
-    _run_and_report(spec, Path(out_dir), workers, executor, quiet)
+    _run_and_report(
+        spec,
+        Path(out_dir),
+        workers,
+        executor,
+        quiet,
+        address=address,
+        threads=threads,
+        force_new=force_new,
+    )
 
 
 @cli.command()
 @click.argument("spec_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the expanded plan (cells, lr grids, run count) and an estimated time from a "
+    "short calibration; train nothing, write nothing.",
+)
 @execution_options
-def study(spec_file: str, out_dir: str, workers: int | None, executor: str, quiet: bool) -> None:
+def study(
+    spec_file: str,
+    dry_run: bool,
+    out_dir: str,
+    workers: int | None,
+    executor: str,
+    quiet: bool,
+    address: str | None,
+    threads: int | None,
+    force_new: bool,
+) -> None:
     """Run the study described by SPEC_FILE (TOML); resumes an interrupted one."""
     spec = load_spec(spec_file)
-    _run_and_report(spec, Path(out_dir), workers, executor, quiet)
+    runs, dataset = check_study(spec)  # every check before any training or any write
+    if dry_run:
+        workers = workers or os.cpu_count() or 1
+        estimate = estimate_time(runs, dataset, workers, threads)
+        for line in describe_plan(spec, runs, dataset, estimate):
+            stdout.print(line, markup=False, soft_wrap=True)
+        return
+    _run_and_report(
+        spec,
+        Path(out_dir),
+        workers,
+        executor,
+        quiet,
+        address=address,
+        threads=threads,
+        force_new=force_new,
+    )
 
 
 @cli.command(name="list")
@@ -104,12 +188,44 @@ def list_(what: str) -> None:
             click.echo(f"{name:<12} {description}")
 
 
+@cli.command()
+@click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(FORMATS),
+    default="csv",
+    show_default=True,
+    help="csv (standard library) or parquet (needs pyarrow: pip install 'normlab[parquet]').",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File for the runs table (default: DIR/runs.FORMAT); the per-epoch table goes beside "
+    "it as NAME_epochs.FORMAT.",
+)
+def export(out_dir: str, format_: str, output: str | None) -> None:
+    """Export DIR's store: one row per run (config columns, metrics) and one per run and epoch."""
+    for path, rows in export_store(Path(out_dir), format_, output):
+        click.echo(f"wrote {path} ({rows} rows)")
+
+
 def _run_and_report(
-    spec: StudySpec, out_dir: Path, workers: int | None, executor: str, quiet: bool
+    spec: StudySpec,
+    out_dir: Path,
+    workers: int | None,
+    executor: str,
+    quiet: bool,
+    address: str | None = None,
+    threads: int | None = None,
+    force_new: bool = False,
 ) -> None:
     import os
 
-    workers = workers or os.cpu_count() or 1
+    if executor == "local":
+        workers = workers or os.cpu_count() or 1
+    where = f"{workers} worker(s)" if workers else "the Ray cluster"
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -127,7 +243,7 @@ def _run_and_report(
         if not quiet:
             stderr.print(
                 f"{spec.name}: {todo + finished} runs planned, {finished} already finished, "
-                f"training {todo} with {workers} worker(s) -> {out_dir / STORE_NAME}"
+                f"training {todo} with {where} -> {out_dir / STORE_NAME}"
             )
         progress.update(task, total=todo)
 
@@ -149,6 +265,9 @@ def _run_and_report(
             out_dir,
             workers=workers,
             executor=executor,
+            address=address,
+            threads=threads,
+            force_new=force_new,
             progress=StudyProgress(on_start=on_start, on_result=on_result),
         )
     tables = write_summary(out_dir, spec.study_id, outcome.wall_time)
@@ -168,7 +287,8 @@ def write_summary(out_dir: Path, study_id: str, wall_time: float | None = None) 
     summaries = summarize(records)
     counts = Counter(record["status"] for record in records)
     batch_norms = {
-        name for name in {s.cell.get("norm", spec["base"]["norm"]) for s in summaries}
+        name
+        for name in {s.cell.get("norm", spec["base"]["norm"]) for s in summaries}
         if norm_entry(str(name)).batch_statistics
     }
     text = render_markdown(spec["name"], spec, summaries, dict(counts), batch_norms, wall_time)
@@ -192,7 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.UsageError as error:
-        hint = f" (see 'normlab {error.ctx.command_path.split(' ', 1)[-1]} --help')" if error.ctx else ""
+        hint = (
+            f" (see 'normlab {error.ctx.command_path.split(' ', 1)[-1]} --help')"
+            if error.ctx
+            else ""
+        )
         click.echo(f"normlab: error: {error.format_message()}{hint}", err=True)
         return 2
     except NormlabError as error:

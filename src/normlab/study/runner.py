@@ -1,8 +1,13 @@
 """Run a study: plan it, register it in the store, train what is not finished, resume-safe.
 
 Runs already ``done`` or ``diverged`` are never trained again; ``pending``, ``running`` (the
-process died mid-run) and ``failed`` runs are trained on the next call. Reusing an output folder
-for a different spec is refused unless ``force_new``.
+process died mid-run) and ``failed`` runs are trained on the next call.
+
+A study is identified by the content hash of its spec. An output folder that holds other studies
+but not this one is refused unless ``force_new``: then the study is added alongside the others
+(nothing is deleted), its records are those linked to its id, and runs it shares with them (same
+config, hence same ``run_id``) are reused rather than retrained. Running a spec already in the
+folder resumes it, with or without ``force_new``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult
 
-from .executors import EXECUTORS, dataset_for, run_local
+from .executors import check_options, dataset_for, default_threads, execute
 from .plan import PlannedRun, check_plan, cost_order, expand
 from .spec import StudySpec
 from .store import FINISHED, Store, open_store
@@ -42,17 +47,20 @@ class StudyOutcome:
     wall_time: float
 
 
-def prepare(spec: StudySpec, out_dir: Path, force_new: bool = False) -> tuple[Store, list[PlannedRun]]:
+def prepare(
+    spec: StudySpec, out_dir: Path, force_new: bool = False
+) -> tuple[Store, list[PlannedRun]]:
     """Plan ``spec``, check every run, open the store and register the study and its runs."""
     runs = expand(spec)
     dataset = dataset_for(runs[0].config)
     check_plan(runs, dataset)
     store = open_store(Path(out_dir) / STORE_NAME)
-    others = [s for s in store.study_ids() if s != spec.study_id]
-    if others and not force_new:
+    studies = store.study_ids()
+    if studies and spec.study_id not in studies and not force_new:
         store.close()
         raise NormlabError(
-            f"{out_dir}: holds a different study ({others[0]}); use another --out or --force-new"
+            f"{out_dir} holds a different study ({studies[-1]}; this spec is {spec.study_id}): "
+            "use another --out, or --force-new to add this study alongside it"
         )
     store.add_study(spec.study_id, spec.name, spec.to_dict())
     store.add_runs(spec.study_id, runs)
@@ -62,15 +70,20 @@ def prepare(spec: StudySpec, out_dir: Path, force_new: bool = False) -> tuple[St
 def run_study(
     spec: StudySpec,
     out_dir: str | Path,
-    workers: int = 1,
+    workers: int | None = None,
     executor: str = "local",
     address: str | None = None,
     progress: StudyProgress | None = None,
     force_new: bool = False,
+    threads: int | None = None,
 ) -> StudyOutcome:
-    """Train every unfinished run of ``spec`` into ``out_dir/normlab.db``."""
-    if executor not in EXECUTORS:
-        raise NormlabError(f"--executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    """Train every unfinished run of ``spec`` into ``out_dir/normlab.db``.
+
+    ``workers``: runs in flight (local default: one per core; Ray default: the cluster's CPUs
+    // threads). ``threads``: torch threads per run (local default: cores // workers; Ray: 1).
+    """
+    check_options(executor, workers, threads)
+    threads = threads or default_threads(executor, workers)
     progress = progress or StudyProgress()
     started = time.perf_counter()
     store, runs = prepare(spec, Path(out_dir), force_new)
@@ -80,15 +93,25 @@ def run_study(
         by_id = {run.config.run_id: run for run in todo}
         if progress.on_start:
             progress.on_start(len(todo), len(runs) - len(todo))
-        store.mark_running(by_id)
+
+        def on_dispatch(config: RunConfig) -> None:
+            store.mark_running([config.run_id])
 
         def on_result(config: RunConfig, result: RunResult) -> None:
-            store.record(result)
+            store.record(result, threads=threads)
             if progress.on_result:
                 progress.on_result(by_id[config.run_id], result)
 
         try:
-            run_local([run.config for run in todo], workers, on_result)
+            execute(
+                executor,
+                [run.config for run in todo],
+                on_result,
+                workers=workers,
+                threads=threads,
+                address=address,
+                on_dispatch=on_dispatch,
+            )
         finally:
             # Runs still marked running did not finish (interrupt or crash): retry on resume.
             store.mark_pending(by_id)

@@ -1,10 +1,22 @@
 """The study store: one SQLite file, ``DIR/normlab.db``, written only by the driver process.
 
 Tables: ``schema_version``; ``studies`` (id = spec content hash, spec JSON); ``runs`` (one row per
-run: ``run_id`` = config hash, ``config`` JSON, ``cell`` JSON, ``status``, metrics, error);
-``epochs`` (per-epoch curves). WAL journal; a finished run is written in one transaction, so a
-killed process loses at most the runs in flight, which resume as ``running`` -> retried.
-Schema changes go through :data:`MIGRATIONS`, never a silent rebuild.
+distinct run: ``run_id`` = config hash, ``config`` JSON, ``status``, metrics, error, attempts,
+torch ``threads``); ``study_runs`` (which study planned which run, and the run's cell in that
+study); ``epochs`` (per-epoch curves). ``runs.study_id`` / ``runs.cell`` name the study that first
+planned the run; ``study_runs`` is the membership that reads go through.
+
+Runs are content-addressed: two studies in one store that plan the same config share one row, so
+a study added with ``--force-new`` (e.g. the same grid with one more seed) reuses the runs already
+trained and trains only the new ones.
+
+Durability: WAL journal; a run is marked ``running`` (attempts + 1) when it is dispatched and
+written with its metrics and curves in one transaction when it finishes, so a killed process loses
+at most the runs in flight, which stay ``running`` and are retried on resume.
+
+Schema changes go through :data:`MIGRATIONS`, each applied in one transaction, never a silent
+rebuild. A file that is not a normlab store, is corrupted, or comes from a newer normlab is refused
+before anything is written, and without leaving ``-wal`` / ``-shm`` files beside it.
 """
 
 from __future__ import annotations
@@ -21,8 +33,9 @@ from normlab.train import RunResult
 
 from .plan import PlannedRun
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FINISHED = ("done", "diverged")
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -61,8 +74,21 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX runs_by_status ON runs(status);
     """,
+    2: """
+    CREATE TABLE study_runs (
+        study_id TEXT NOT NULL REFERENCES studies(study_id),
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        cell TEXT NOT NULL,
+        PRIMARY KEY (study_id, run_id)
+    );
+    INSERT INTO study_runs SELECT study_id, run_id, cell FROM runs;
+    ALTER TABLE runs ADD COLUMN threads INTEGER;
+    """,
 }
-"""Version -> SQL that brings a store from version - 1 to version."""
+"""Version -> SQL that brings a store from version - 1 to version.
+
+v2: runs shared between studies (``study_runs``); torch threads of each run (float results depend
+on the thread count through reduction order)."""
 
 RESULT_COLUMNS = (
     "test_acc",
@@ -95,7 +121,9 @@ class Store:
 
     # -- studies ---------------------------------------------------------------------------
     def study_ids(self) -> list[str]:
-        return [row[0] for row in self.connection.execute("SELECT study_id FROM studies")]
+        """Studies in the order they were added."""
+        query = "SELECT study_id FROM studies ORDER BY created_at"
+        return [row[0] for row in self.connection.execute(query)]
 
     def add_study(self, study_id: str, name: str, spec: dict[str, Any]) -> None:
         with self.connection:
@@ -114,7 +142,9 @@ class Store:
 
     # -- runs ------------------------------------------------------------------------------
     def add_runs(self, study_id: str, runs: Iterable[PlannedRun]) -> None:
-        """Register planned runs as ``pending``; runs already present keep their state."""
+        """Register a study's planned runs; a run already present (from this or another study)
+        keeps its state and is only linked to ``study_id``."""
+        runs = list(runs)
         now = time.time()
         with self.connection:
             self.connection.executemany(
@@ -125,11 +155,16 @@ class Store:
                     for run in runs
                 ],
             )
+            self.connection.executemany(
+                "INSERT OR IGNORE INTO study_runs VALUES (?, ?, ?)",
+                [(study_id, run.config.run_id, run.cell_key) for run in runs],
+            )
 
     def statuses(self) -> dict[str, str]:
         return dict(self.connection.execute("SELECT run_id, status FROM runs"))
 
     def mark_running(self, run_ids: Iterable[str]) -> None:
+        """Runs handed to a worker: one more attempt each."""
         with self.connection:
             self.connection.executemany(
                 "UPDATE runs SET status = 'running', attempts = attempts + 1, updated_at = ?"
@@ -146,14 +181,14 @@ class Store:
                 [(time.time(), run_id) for run_id in run_ids],
             )
 
-    def record(self, result: RunResult) -> None:
-        """Write a finished run (status, metrics, curves) in one transaction."""
+    def record(self, result: RunResult, threads: int | None = None) -> None:
+        """Write a finished run (status, metrics, curves, torch threads) in one transaction."""
         values = [getattr(result, column) for column in RESULT_COLUMNS]
         with self.connection:
             self.connection.execute(
                 f"UPDATE runs SET status = ?, {', '.join(c + ' = ?' for c in RESULT_COLUMNS)},"
-                " updated_at = ? WHERE run_id = ?",
-                (result.status, *values, time.time(), result.run_id),
+                " threads = ?, updated_at = ? WHERE run_id = ?",
+                (result.status, *values, threads, time.time(), result.run_id),
             )
             self.connection.execute("DELETE FROM epochs WHERE run_id = ?", (result.run_id,))
             self.connection.executemany(
@@ -165,8 +200,19 @@ class Store:
             )
 
     def records(self, study_id: str | None = None) -> list[dict[str, Any]]:
-        """Every run as a plain dict: config and cell decoded, metrics as stored."""
-        query = "SELECT * FROM runs" + (" WHERE study_id = ?" if study_id else "")
+        """The runs of ``study_id`` (of every study if None) as plain dicts: config and cell
+        decoded, ``study_id`` and ``cell`` as that study planned them, metrics as stored."""
+        columns = [
+            f"runs.{row[1]}"
+            for row in self.connection.execute("PRAGMA table_info(runs)")
+            if row[1] not in ("study_id", "cell")
+        ]
+        query = (
+            f"SELECT study_runs.study_id, study_runs.cell, {', '.join(columns)} FROM study_runs"
+            " JOIN runs USING (run_id)"
+            + (" WHERE study_runs.study_id = ?" if study_id else "")
+            + " ORDER BY study_runs.rowid"
+        )
         cursor = self.connection.execute(query, (study_id,) if study_id else ())
         names = [d[0] for d in cursor.description]
         records = []
@@ -189,14 +235,15 @@ def open_store(path: str | Path, create: bool = True) -> Store:
     """Open (or create) the store at ``path``, migrating an older schema forward.
 
     A file that is not a normlab store, is corrupted, or comes from a newer normlab is refused
-    with a :class:`NormlabError` and left untouched.
+    with a :class:`NormlabError` and left untouched (no write, no ``-wal`` / ``-shm`` beside it).
+    An empty file is an empty store.
     """
     path = Path(path)
     exists = path.exists() and path.stat().st_size > 0
     if not exists and not create:
         raise NormlabError(f"{path}: no normlab store here")
     if exists:
-        version = _read_version(path)
+        version = read_version(path)
         if version > SCHEMA_VERSION:
             raise NormlabError(
                 f"{path}: store schema version {version} is newer than this normlab "
@@ -206,38 +253,64 @@ def open_store(path: str | Path, create: bool = True) -> Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         version = 0
     connection = sqlite3.connect(path, timeout=30.0)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA foreign_keys=ON")
-    if version < SCHEMA_VERSION:
-        _migrate(connection, version)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        if version < SCHEMA_VERSION:
+            _migrate(connection, version)
+    except BaseException:
+        connection.close()
+        raise
     return Store(connection, path)
 
 
-def _read_version(path: Path) -> int:
-    """Schema version of an existing file, opened read-only so a bad file is never modified."""
+def read_version(path: str | Path) -> int:
+    """Schema version of an existing store, read without writing anything.
+
+    Raises :class:`NormlabError` for a file that is not a normlab store or is corrupted.
+    """
+    path = Path(path)
+    with path.open("rb") as file:
+        if file.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+            raise NormlabError(f"{path}: not a normlab store (not an SQLite database)")
+    # A plain read-only connection to a WAL database creates -shm and -wal files beside it.
+    # Without a -wal file the database is fully checkpointed, and ``immutable`` reads it with no
+    # side files and no locks; a -wal left by a killed process holds the latest commits and must
+    # be read through (its -shm is already there).
+    immutable = not Path(f"{path}-wal").exists()
+    uri = path.resolve().as_uri() + "?mode=ro" + ("&immutable=1" if immutable else "")
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        connection = sqlite3.connect(uri, uri=True)
         try:
             tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
             if "schema_version" not in tables:
                 raise NormlabError(f"{path}: not a normlab store (no schema_version table)")
             row = connection.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            # Reads every page (cheap at a store's size): damage is found now, not mid-study.
+            problem = connection.execute("PRAGMA quick_check").fetchone()[0]
+            if problem != "ok":
+                raise sqlite3.DatabaseError(problem)
         finally:
             connection.close()
     except sqlite3.DatabaseError as error:
-        raise NormlabError(f"{path}: not a readable SQLite normlab store ({error})") from None
+        raise NormlabError(f"{path}: corrupted or unreadable normlab store ({error})") from None
     if row is None or row[0] is None:
         raise NormlabError(f"{path}: normlab store without a schema version")
     return int(row[0])
 
 
 def _migrate(connection: sqlite3.Connection, version: int) -> None:
-    # executescript() commits before it runs, so each step carries its own BEGIN/COMMIT: a
-    # migration is applied whole or not at all.
+    # executescript() commits before it runs, so the steps carry their own BEGIN/COMMIT: the
+    # migration from `version` to SCHEMA_VERSION is applied whole or not at all.
     steps = []
     if version == 0:
         steps.append("CREATE TABLE schema_version (version INTEGER NOT NULL);")
     for target in range(version + 1, SCHEMA_VERSION + 1):
         steps.append(MIGRATIONS[target])
         steps.append(f"INSERT INTO schema_version VALUES ({target});")
-    connection.executescript("BEGIN;\n" + "\n".join(steps) + "\nCOMMIT;")
+    try:
+        connection.executescript("BEGIN;\n" + "\n".join(steps) + "\nCOMMIT;")
+    except sqlite3.Error:
+        if connection.in_transaction:
+            connection.rollback()
+        raise
