@@ -13,10 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
+import normlab.train
 from normlab.errors import NormlabError
 from normlab.study import executors
 from normlab.study.executors import execute, run_local, train_pinned
 from normlab.train import RunConfig, RunResult
+
+
+def per_run(train_run):
+    """The executors call the engine with a unit (list) of runs; fake it one run at a time."""
+    return lambda unit, dataset: [train_run(config, dataset) for config in unit]
 
 
 def configs(count: int) -> list[RunConfig]:
@@ -58,14 +64,14 @@ class Recorder:
 
 def test_a_failing_run_is_recorded_with_its_traceback_and_the_rest_go_on(monkeypatch):
     runs = configs(4)
-    real_train_run = executors.train_run
+    real_train_run = normlab.train.train_run
 
     def train_run(config, dataset):
         if config == runs[1]:
             raise RuntimeError("boom in the engine")
         return real_train_run(config, dataset)
 
-    monkeypatch.setattr(executors, "train_run", train_run)
+    monkeypatch.setattr(executors, "train_runs", per_run(train_run))
     recorder = Recorder()
     run_local(runs, 1, recorder.on_result, threads=1, on_dispatch=recorder.on_dispatch)
     failed = recorder.results[runs[1].run_id]
@@ -79,10 +85,10 @@ def test_a_failing_run_is_recorded_with_its_traceback_and_the_rest_go_on(monkeyp
 def test_train_pinned_sets_and_restores_torch_threads(monkeypatch):
     seen = []
     monkeypatch.setattr(
-        executors, "train_safely", lambda config: seen.append(torch.get_num_threads())
+        executors, "train_safely", lambda unit: seen.append(torch.get_num_threads())
     )
     torch.set_num_threads(1)
-    train_pinned(configs(1)[0], 2)
+    train_pinned(configs(1), 2)
     assert seen == [2] and torch.get_num_threads() == 1
 
 

@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+import normlab.train
 from normlab.errors import NormlabError
 from normlab.study import (
     STORE_NAME,
@@ -16,6 +17,11 @@ from normlab.study import (
     run_study,
     spec_from_dict,
 )
+
+
+def per_run(train_run):
+    """The executors call the engine with a unit (list) of runs; fake it one run at a time."""
+    return lambda unit, dataset: [train_run(config, dataset) for config in unit]
 
 
 def tiny_spec(seeds=(0, 1), norms=("bn", "none", "gn")):
@@ -79,7 +85,7 @@ def test_a_finished_study_reruns_without_training(tmp_path, monkeypatch):
     def no_training(config, dataset):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(executors, "train_run", no_training)
+    monkeypatch.setattr(executors, "train_runs", per_run(no_training))
     outcome, trained = study(spec, tmp_path)
     assert (outcome.trained, outcome.skipped, trained) == (0, 6, [])
     assert rows(tmp_path) == records
@@ -106,14 +112,14 @@ def test_resume_trains_exactly_the_unfinished_runs(tmp_path):
 
 def test_a_failing_run_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
     spec = tiny_spec()
-    real_train_run = executors.train_run
+    real_train_run = normlab.train.train_run
 
     def train_run(config, dataset):
         if config.norm == "none" and config.seed == 1:
             raise ValueError("this run cannot train")
         return real_train_run(config, dataset)
 
-    monkeypatch.setattr(executors, "train_run", train_run)
+    monkeypatch.setattr(executors, "train_runs", per_run(train_run))
     outcome, trained = study(spec, tmp_path)
     assert len(trained) == 6
     statuses = sorted(r["status"] for r in rows(tmp_path).values())

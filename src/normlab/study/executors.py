@@ -40,7 +40,7 @@ import torch
 
 from normlab.data import Dataset, load_dataset
 from normlab.errors import NormlabError
-from normlab.train import RunConfig, RunResult, train_run
+from normlab.train import RunConfig, RunResult, train_runs
 
 EXECUTORS = ("local", "ray")
 
@@ -67,20 +67,30 @@ def failed_result(config: RunConfig, error: str) -> RunResult:
     return RunResult(run_id=config.run_id, status="failed", error=error)
 
 
-def train_safely(config: RunConfig) -> RunResult:
-    """Train one run; an exception becomes a ``failed`` result with its traceback."""
+def work_units(configs: Sequence[RunConfig]) -> list[list[RunConfig]]:
+    """Split ``configs`` into units of work: the runs one worker trains in one engine call.
+
+    One run per unit today. A packed engine (K compatible runs as one grouped model) only has to
+    group compatible configs here; executors already hand the engine lists.
+    """
+    return [[config] for config in configs]
+
+
+def train_safely(unit: Sequence[RunConfig]) -> list[RunResult]:
+    """Train one unit of runs; an exception fails the unit's runs with its traceback."""
     try:
-        return train_run(config, dataset_for(config))
+        return train_runs(unit, dataset_for(unit[0]))
     except Exception:  # a failing run is a result; the study goes on
-        return failed_result(config, traceback.format_exc())
+        error = traceback.format_exc()
+        return [failed_result(config, error) for config in unit]
 
 
-def train_pinned(config: RunConfig, threads: int) -> RunResult:
-    """:func:`train_safely` with torch pinned to ``threads`` (the unit of work of every worker)."""
+def train_pinned(unit: Sequence[RunConfig], threads: int) -> list[RunResult]:
+    """:func:`train_safely` with torch pinned to ``threads`` (what every worker executes)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return train_safely(config)
+        return train_safely(unit)
     finally:
         torch.set_num_threads(previous)
 
@@ -145,51 +155,60 @@ def run_local(
     check_options("local", workers, threads)
     threads = threads or threads_per_worker(workers)
     on_dispatch = on_dispatch or (lambda config: None)
-    if workers == 1 or len(configs) <= 1:
-        for config in configs:
-            on_dispatch(config)
-            on_result(config, train_pinned(config, threads))
+    units = work_units(configs)
+    if workers == 1 or len(units) <= 1:
+        for unit in units:
+            for config in unit:
+                on_dispatch(config)
+            for config, result in zip(unit, train_pinned(unit, threads), strict=True):
+                on_result(config, result)
         return
-    queue = list(reversed(configs))
+    queue = list(reversed(units))
     while queue:
         # A fresh pool only after a worker died (BrokenProcessPool): its runs failed, the rest go on.
         _run_pool(queue, min(workers, len(queue)), threads, on_result, on_dispatch)
 
 
 def _run_pool(
-    queue: list[RunConfig],
+    queue: list[list[RunConfig]],
     workers: int,
     threads: int,
     on_result: ResultCallback,
     on_dispatch: DispatchCallback,
 ) -> None:
-    """Drain ``queue`` (last item first) through one pool of ``workers`` processes."""
+    """Drain ``queue`` of work units (last first) through one pool of ``workers`` processes."""
     # spawn, not fork: a forked child inherits the parent's OpenMP state and can deadlock.
     context = multiprocessing.get_context("spawn")
     pool = futures.ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_init_worker
     )
-    in_flight: dict[futures.Future[RunResult], RunConfig] = {}
+    in_flight: dict[futures.Future[list[RunResult]], list[RunConfig]] = {}
     try:
         while queue or in_flight:
             while queue and len(in_flight) < workers:
-                config = queue.pop()
-                on_dispatch(config)
-                in_flight[pool.submit(train_pinned, config, threads)] = config
+                unit = queue.pop()
+                for config in unit:
+                    on_dispatch(config)
+                in_flight[pool.submit(train_pinned, unit, threads)] = unit
             done, _ = futures.wait(in_flight, return_when=futures.FIRST_COMPLETED)
             broken = False
             for future in done:
-                config = in_flight.pop(future)
+                unit = in_flight.pop(future)
                 error = future.exception()
                 if isinstance(error, BrokenProcessPool):
                     broken = True
-                    on_result(config, failed_result(config, f"worker process died ({error})"))
+                    for config in unit:
+                        on_result(config, failed_result(config, f"worker process died ({error})"))
                 else:
-                    on_result(config, future.result())
+                    for config, result in zip(unit, future.result(), strict=True):
+                        on_result(config, result)
             if broken:
                 # Which run killed its worker is unknown: every run in flight failed with it.
-                for config in in_flight.values():
-                    on_result(config, failed_result(config, "worker process died (pool broken)"))
+                for unit in in_flight.values():
+                    for config in unit:
+                        on_result(
+                            config, failed_result(config, "worker process died (pool broken)")
+                        )
                 in_flight.clear()
                 return
     except BaseException:

@@ -18,7 +18,13 @@ from collections.abc import Sequence
 from normlab.errors import NormlabError
 from normlab.train import RunConfig
 
-from .executors import DispatchCallback, ResultCallback, failed_result, train_pinned
+from .executors import (
+    DispatchCallback,
+    ResultCallback,
+    failed_result,
+    train_pinned,
+    work_units,
+)
 
 
 def resolve_address(address: str | None) -> str:
@@ -58,22 +64,24 @@ def run_ray(
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
         task = ray.remote(train_pinned).options(num_cpus=threads, max_retries=0)
-        queue = list(reversed(configs))
-        in_flight: dict[ray.ObjectRef, RunConfig] = {}
+        queue = list(reversed(work_units(configs)))
+        in_flight: dict[ray.ObjectRef, list[RunConfig]] = {}
         try:
             while queue or in_flight:
                 while queue and len(in_flight) < workers:
-                    config = queue.pop()
-                    on_dispatch(config)
-                    in_flight[task.remote(config, threads)] = config
+                    unit = queue.pop()
+                    for config in unit:
+                        on_dispatch(config)
+                    in_flight[task.remote(unit, threads)] = unit
                 done, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in done:
-                    config = in_flight.pop(ref)
+                    unit = in_flight.pop(ref)
                     try:
-                        result = ray.get(ref)
+                        results = ray.get(ref)
                     except ray.exceptions.RayError as error:  # worker died, node lost, ...
-                        result = failed_result(config, f"Ray task failed: {error}")
-                    on_result(config, result)
+                        results = [failed_result(c, f"Ray task failed: {error}") for c in unit]
+                    for config, result in zip(unit, results, strict=True):
+                        on_result(config, result)
         except BaseException:
             # Ctrl-C or a driver error: stop the cluster's work on our runs (retried on resume).
             for ref in in_flight:
