@@ -126,30 +126,43 @@ def test_two_spawned_workers_match_sequential_runs_exactly():
 
 
 def test_a_worker_killed_mid_run_fails_its_runs_and_a_fresh_pool_trains_the_rest():
-    long_runs = [config.replace(epochs=200) for config in configs(2)]  # minutes each
+    # The long runs would train for hours: they can only end by their worker being killed.
+    long_runs = [config.replace(epochs=1, steps=10**8) for config in configs(2)]
     short_runs = configs(4)
     recorder = Recorder()
-    killer = threading.Thread(target=kill_a_worker_once_training, daemon=True)
+    killer = WorkerKiller()
     killer.start()
     run_local(
         long_runs + short_runs, 2, recorder.on_result, threads=1, on_dispatch=recorder.on_dispatch
     )
     killer.join()
+    assert killer.killed_one_worker, "no pool worker was seen training within 60 s"
     for config in long_runs:
         result = recorder.results[config.run_id]
         assert result.status == "failed" and "worker process died" in result.error
     assert [recorder.results[c.run_id].status for c in short_runs] == ["done"] * 4
 
 
-def kill_a_worker_once_training() -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        workers = multiprocessing.active_children()
-        if len(workers) >= 2 and all(ignores_sigint(worker.pid) for worker in workers):
-            time.sleep(1.0)  # both long runs are training
-            os.kill(workers[0].pid, signal.SIGKILL)
-            return
-        time.sleep(0.05)
+class WorkerKiller(threading.Thread):
+    """SIGKILLs one pool worker once both have started; if none shows up within 60 s it kills
+    every child instead, so the test fails on ``killed_one_worker`` rather than hanging."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.killed_one_worker = False
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            workers = [w for w in multiprocessing.active_children() if ignores_sigint(w.pid)]
+            if len(workers) >= 2:
+                time.sleep(0.5)  # both long runs are in their (endless) training loops
+                os.kill(workers[0].pid, signal.SIGKILL)
+                self.killed_one_worker = True
+                return
+            time.sleep(0.05)
+        for child in multiprocessing.active_children():
+            child.kill()
 
 
 def ignores_sigint(pid: int) -> bool:

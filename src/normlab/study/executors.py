@@ -43,6 +43,8 @@ from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult, train_runs
 
 EXECUTORS = ("local", "ray")
+LIVENESS_CHECK_SECONDS = 1.0
+"""How often the driver checks that no pool worker died while every run in flight is long."""
 
 ResultCallback = Callable[[RunConfig, RunResult], None]
 DispatchCallback = Callable[[RunConfig], None]
@@ -190,7 +192,20 @@ def _run_pool(
                 for config in unit:
                     on_dispatch(config)
                 in_flight[pool.submit(train_pinned, unit, threads)] = unit
-            done, _ = futures.wait(in_flight, return_when=futures.FIRST_COMPLETED)
+            done, _ = futures.wait(
+                in_flight, timeout=LIVENESS_CHECK_SECONDS, return_when=futures.FIRST_COMPLETED
+            )
+            dead = [] if done else _dead_workers(pool)
+            if dead:
+                # CPython's pool can miss a worker's death: submit() wakes its manager thread
+                # before spawning the new worker, so the manager may watch a stale sentinel list
+                # until some other result arrives, which never happens if the others run long.
+                for unit in in_flight.values():
+                    for config in unit:
+                        on_result(config, failed_result(config, f"worker process died ({dead[0]})"))
+                in_flight.clear()
+                _terminate(pool)
+                return
             broken = False
             for future in done:
                 unit = in_flight.pop(future)
@@ -217,6 +232,15 @@ def _run_pool(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _dead_workers(pool: futures.ProcessPoolExecutor) -> list[str]:
+    """Descriptions of pool workers that have exited (e.g. killed by the OOM killer)."""
+    return [
+        f"pid {process.pid}, exit code {process.exitcode}"
+        for process in list((pool._processes or {}).values())
+        if process.exitcode is not None
+    ]
 
 
 def _terminate(pool: futures.ProcessPoolExecutor) -> None:
