@@ -67,7 +67,7 @@ def execution_options(command):
     command = click.option(
         "--workers",
         default=None,
-        type=int,
+        type=click.IntRange(min=1),
         help="Runs in parallel: local worker processes (default: one per CPU core) or Ray "
         "tasks in flight (default: the cluster's CPUs // threads).",
     )(command)
@@ -86,7 +86,7 @@ def execution_options(command):
     command = click.option(
         "--threads",
         default=None,
-        type=int,
+        type=click.IntRange(min=1),
         help="Torch threads per run (default: cores // workers; 1 per Ray task). Results are "
         "bit-identical across executors only at equal threads.",
     )(command)
@@ -221,8 +221,6 @@ def _run_and_report(
     threads: int | None = None,
     force_new: bool = False,
 ) -> None:
-    import os
-
     if executor == "local":
         workers = workers or os.cpu_count() or 1
     where = f"{workers} worker(s)" if workers else "the Ray cluster"
@@ -246,6 +244,8 @@ def _run_and_report(
                 f"training {todo} with {where} -> {out_dir / STORE_NAME}"
             )
         progress.update(task, total=todo)
+        # Started only now: an error while checking the store stays one line on stderr.
+        progress.start()
 
     def on_result(run: PlannedRun, result: RunResult) -> None:
         progress.advance(task)
@@ -259,7 +259,7 @@ def _run_and_report(
             f" test {accuracy}  {result.status:<8} {result.wall_time:6.1f}s"
         )
 
-    with progress:
+    try:
         outcome = run_study(
             spec,
             out_dir,
@@ -270,6 +270,9 @@ def _run_and_report(
             force_new=force_new,
             progress=StudyProgress(on_start=on_start, on_result=on_result),
         )
+    finally:
+        if progress.live.is_started:  # stop() on a piped console prints a line even if unused
+            progress.stop()
     tables = write_summary(out_dir, spec.study_id, outcome.wall_time)
     for table in tables:
         stdout.print(_rich_table(table))
@@ -312,11 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.UsageError as error:
-        hint = (
-            f" (see 'normlab {error.ctx.command_path.split(' ', 1)[-1]} --help')"
-            if error.ctx
-            else ""
-        )
+        hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
         click.echo(f"normlab: error: {error.format_message()}{hint}", err=True)
         return 2
     except NormlabError as error:

@@ -71,6 +71,34 @@ def test_bad_arguments_are_one_line_and_exit_2(capsys, args):
     assert err.startswith("normlab: error:") and "\n" not in err
 
 
+def test_usage_error_hint_names_the_command_once(capsys):
+    assert main(["frobnicate"]) == 2
+    assert "(see 'normlab --help')" in capsys.readouterr().err
+    assert main(["list", "cars"]) == 2
+    assert "(see 'normlab list --help')" in capsys.readouterr().err
+
+
+def test_a_bad_store_is_one_line_on_stderr_and_left_untouched(capsys, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "normlab.db").write_text("not a database")
+    assert main(["run", "--quick", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("normlab: error:") and err.count("\n") == 1, repr(err)
+    assert "not a normlab store" in err
+    assert [p.name for p in out.iterdir()] == ["normlab.db"]
+    assert (out / "normlab.db").read_text() == "not a database"
+
+
+@pytest.mark.parametrize("flag", ["--workers", "--threads"])
+def test_zero_workers_or_threads_is_refused_before_anything_is_written(capsys, tmp_path, flag):
+    out = tmp_path / "out"
+    assert main(["run", "--quick", "--out", str(out), flag, "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("normlab: error:") and flag in err and err.count("\n") == 1
+    assert not out.exists()
+
+
 def test_help_for_each_command(capsys):
     for args in (["--help"], ["run", "--help"], ["list", "--help"], ["study", "--help"]):
         assert main(args) == 0

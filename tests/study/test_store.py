@@ -214,6 +214,14 @@ def test_a_file_that_is_not_a_usable_store_is_refused_untouched(tmp_path, make, 
     assert side_files(path) == []
 
 
+def test_a_folder_in_place_of_the_store_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "normlab.db"
+    path.mkdir()
+    with pytest.raises(NormlabError, match="cannot read"):
+        open_store(path)
+    assert list(tmp_path.iterdir()) == [path] and list(path.iterdir()) == []
+
+
 def test_open_without_create_needs_a_store(tmp_path):
     with pytest.raises(NormlabError, match="no normlab store"):
         open_store(tmp_path / "normlab.db", create=False)

@@ -42,6 +42,17 @@ def test_huge_learning_rate_is_recorded_as_diverged(tiny_config, tiny_data):
     assert "at step" in result.error
 
 
+def test_divergence_in_the_last_step_is_recorded_as_diverged(tiny_config, tiny_data):
+    # The training loss is checked before each update, so an explosion caused by the final one
+    # shows only after it; a single step at a huge lr is that case, and must not come back "done".
+    result = train_run(
+        tiny_config.replace(norm="none", lr=1e30, steps=1, schedule="constant"), tiny_data
+    )
+    assert result.status == "diverged"
+    assert result.test_acc is None
+    assert "after the last step 1" in result.error
+
+
 def test_batch_size_one_with_batch_statistics_is_a_clear_error(tiny_config, tiny_data):
     with pytest.raises(NormlabError, match="cannot train with batch_size=1"):
         train_run(tiny_config.replace(batch_size=1), tiny_data)

@@ -184,7 +184,7 @@ def winners(summaries: list[CellSummary], compare: str = "norm") -> list[Winner]
 
 
 def format_mean_std(summary: CellSummary) -> str:
-    """``0.962 ± 0.004`` (or ``—`` when no run finished), with diverged runs noted."""
+    """``0.962 ± 0.004``, with diverged runs noted (``diverged (3/3)`` when all at the lr did)."""
     if summary.test_mean is None:
         return f"diverged ({summary.diverged}/{summary.seeds})"
     text = f"{summary.test_mean:.3f}"

@@ -1,7 +1,8 @@
 """Registry of normalization layers: one dict from name to constructor, timm-style.
 
 ``make_norm(name, num_channels, **options)`` builds a layer for inputs shaped (N, C, *spatial).
-Adding a normalization is one class in a family file, one ``register`` line here, one test.
+Adding a normalization is one class in a family file, one ``register`` line in
+``norms/__init__.py`` (where every entry is registered), one test.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 The estimate is a short calibration, not a model of the hardware: for each (norm, batch size,
 architecture) of the plan, a representative run trains a few optimizer steps (after two warm-up
 steps) with the torch threads a worker would get, and evaluates once on the validation split.
-Each run then costs ``steps x seconds_per_step`` plus its evaluations (validation every epoch,
-test twice at the end), and runs are packed onto the workers longest first, as the executor
-orders them. Parallel workers share memory bandwidth, so the wall-clock estimate is optimistic
-when workers > 1. Nothing is written to disk.
+Each run then costs ``steps x seconds_per_step`` plus its evaluations (validation every epoch
+and once more at the end for the divergence check, test twice), and runs are packed onto the
+workers longest first, as the executor orders them. Parallel workers share memory bandwidth, so
+the wall-clock estimate is optimistic when workers > 1. Nothing is written to disk.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def estimate_time(
         timing = timings[_calibration_key(run.config)]
         steps = total_steps(run.config, num_train)
         epochs = math.ceil(steps / batches_per_epoch(num_train, run.config.batch_size))
-        evaluated = epochs * num_val + 2 * num_test
+        evaluated = (epochs + 1) * num_val + 2 * num_test
         run_seconds[run.config.run_id] = (
             timing.setup + steps * timing.step + evaluated * timing.example
         )

@@ -270,9 +270,13 @@ def read_version(path: str | Path) -> int:
     Raises :class:`NormlabError` for a file that is not a normlab store or is corrupted.
     """
     path = Path(path)
-    with path.open("rb") as file:
-        if file.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
-            raise NormlabError(f"{path}: not a normlab store (not an SQLite database)")
+    try:
+        with path.open("rb") as file:
+            magic = file.read(len(SQLITE_MAGIC))
+    except OSError as error:  # a folder in its place, no permission, ...
+        raise NormlabError(f"{path}: cannot read the store ({error.strerror})") from None
+    if magic != SQLITE_MAGIC:
+        raise NormlabError(f"{path}: not a normlab store (not an SQLite database)")
     # A plain read-only connection to a WAL database creates -shm and -wal files beside it.
     # Without a -wal file the database is fully checkpointed, and ``immutable`` reads it with no
     # side files and no locks; a -wal left by a killed process holds the latest commits and must

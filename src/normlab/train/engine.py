@@ -1,8 +1,9 @@
 """Train one run from its config: build model, build optimizer, loop, record, return a result.
 
 Reads top to bottom like nanoGPT's train.py. Divergence (a non-finite loss, or a loss beyond
-``EXPLODED_LOSS_FACTOR`` x ln(classes), i.e. confidently wrong on every example) ends the run as
-``diverged``: a result, not a crash.
+``EXPLODED_LOSS_FACTOR`` x ln(classes), i.e. confidently wrong on every example, before an
+update; a non-finite validation loss after the last one) ends the run as ``diverged``: a result,
+not a crash.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from normlab.norms import uses_batch_statistics
 
 from .agc import adaptive_clip_gradients, check_clipping
 from .config import RunConfig
-from .evaluate import accuracy
+from .evaluate import accuracy, mean_loss
 from .optim import build_optimizer, build_scheduler
 from .result import EpochRecord, RunResult
 
@@ -108,7 +109,14 @@ def train_run(
             loss = F.cross_entropy(logits, y)
             loss_value = loss.item()
             if not math.isfinite(loss_value) or loss_value > exploded:
-                return _diverged(config, step, loss_value, epochs, train_time + _since(started))
+                return _diverged(
+                    config,
+                    step,
+                    epochs,
+                    train_time + _since(started),
+                    f"loss {loss_value:.4g} at step {step} (non-finite or above the explosion "
+                    "threshold)",
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.agc_clip is not None:
@@ -134,6 +142,17 @@ def train_run(
             on_epoch(record)
         epoch += 1
 
+    # The loss is checked before each update, so the last update is judged on validation data;
+    # only a non-finite loss counts there: a large eval-mode loss can be BN's EMA statistics.
+    final_loss = mean_loss(model, dataset.x_val, dataset.y_val)
+    if not math.isfinite(final_loss):
+        return _diverged(
+            config,
+            step,
+            epochs,
+            train_time,
+            f"validation loss {final_loss:.4g} after the last step {step} (non-finite)",
+        )
     if weights_path is not None:
         torch.save(model.state_dict(), weights_path)
     return RunResult(
@@ -164,7 +183,7 @@ def _since(started: float) -> float:
 
 
 def _diverged(
-    config: RunConfig, step: int, loss: float, epochs: list[EpochRecord], wall_time: float
+    config: RunConfig, step: int, epochs: list[EpochRecord], wall_time: float, error: str
 ) -> RunResult:
     return RunResult(
         run_id=config.run_id,
@@ -172,5 +191,5 @@ def _diverged(
         steps=step,
         wall_time=wall_time,
         epochs=epochs,
-        error=f"loss {loss:.4g} at step {step} (non-finite or above the explosion threshold)",
+        error=error,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 STATISTICS_MODES = ("running", "batch")
@@ -63,3 +64,17 @@ def accuracy(
     )
     model.train(was_training)
     return correct / len(y)
+
+
+@torch.no_grad()
+def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
+    """Mean cross-entropy of ``model`` on ``x`` in eval mode (running statistics); ``model`` is
+    left in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    total = sum(
+        float(F.cross_entropy(model(x[start:stop]), y[start:stop], reduction="sum"))
+        for start, stop in chunks(len(y), batch_size)
+    )
+    model.train(was_training)
+    return total / len(y)
