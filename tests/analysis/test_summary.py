@@ -76,3 +76,21 @@ def test_variant_and_context_of_norm_scoped_options():
     cell = {"norm": "gn", "batch_size": 4, "norm_options.gn.groups": 2, "norm_options.eps": 1e-3}
     assert variant(cell) == "gn(groups=2)"
     assert context(cell) == {"batch_size": 4, "norm_options.eps": 1e-3}
+
+
+def test_fixed_norm_and_batch_size_still_label_the_cell():
+    fixed = record("bn", 8, 0.1, 0, 0.9, 0.9)
+    fixed["cell"] = {"dropout": 0.1}  # norm and batch size held fixed under [run]
+    (cell,) = summarize([fixed])
+    assert cell.cell == {"norm": "bn", "batch_size": 8, "dropout": 0.1}
+
+
+def test_incomplete_cell_is_marked_in_the_table_text():
+    records = [
+        record("bn", 8, 0.1, 0, 0.9, 0.9),
+        record("bn", 8, 0.1, 1, 0.9, 0.8),
+        record("bn", 8, 0.1, 2, 0, 0, status="failed"),
+    ]
+    (cell,) = summarize(records)
+    assert (cell.finished, cell.planned, cell.complete) == (2, 3, False)
+    assert format_mean_std(cell) == "0.850 ± 0.071 [2/3 runs finished]"

@@ -72,3 +72,11 @@ def test_norm_scoped_options_are_rows_not_separate_tables():
     (table,) = result_tables(summarize(rows))
     assert [row[0] for row in table.rows] == ["bn", "gn(groups=2)", "winner"]
     assert table.rows[-1][1].startswith("gn(groups=2) (+0.300 over bn")
+
+
+def test_report_lists_diverged_runs_per_cell():
+    rows = records()
+    diverged = dict(rows[0], status="diverged", test_acc=None, test_acc_batch_stats=None)
+    diverged["config"] = dict(rows[0]["config"], seed=1)
+    text = render_markdown("t", SPEC, summarize([*rows, diverged]), {"done": 4}, {"bn"})
+    assert "Diverged runs over the whole lr grid, per cell: norm=bn, batch_size=2: 1." in text

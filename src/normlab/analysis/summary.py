@@ -36,8 +36,15 @@ class CellSummary:
     test_accs: tuple[float, ...]
     """Test accuracies (running statistics) of the finished runs at the selected lr."""
     test_accs_batch_stats: tuple[float, ...]
-    complete: bool
-    """Every planned run of the cell has finished."""
+    finished: int
+    """Runs of the cell (all lrs and seeds) that finished: done or diverged."""
+    planned: int
+    """Runs of the cell in the store (pending, running and failed ones too)."""
+
+    @property
+    def complete(self) -> bool:
+        """Every planned run of the cell has finished."""
+        return self.finished == self.planned
 
     @property
     def test_mean(self) -> float | None:
@@ -61,11 +68,22 @@ def cell_key(cell: dict[str, Any]) -> str:
     return json.dumps(cell, sort_keys=True)
 
 
+REPORTED_AXES = ("norm", "batch_size")
+"""Config fields every cell carries, factors or not, so that reports always have rows/columns."""
+
+
+def full_cell(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's cell with the reported axes filled from its config when a study holds them
+    fixed (``norm`` set under ``[run]`` is still the norm of the table's row)."""
+    fixed = {axis: record["config"][axis] for axis in REPORTED_AXES if axis in record["config"]}
+    return {**fixed, **record["cell"]}
+
+
 def summarize(records: list[dict[str, Any]]) -> list[CellSummary]:
     """One :class:`CellSummary` per cell that has at least one finished run."""
     by_cell: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
-        by_cell[cell_key(record["cell"])].append(record)
+        by_cell[cell_key(full_cell(record))].append(record)
     summaries = []
     for runs in by_cell.values():
         finished = [r for r in runs if r["status"] in FINISHED]
@@ -82,7 +100,7 @@ def summarize(records: list[dict[str, Any]]) -> list[CellSummary]:
         chosen = [r for r in by_lr[selected] if r["status"] == "done"]
         summaries.append(
             CellSummary(
-                cell=runs[0]["cell"],
+                cell=full_cell(runs[0]),
                 selected_lr=selected,
                 lr_grid=tuple(sorted({r["config"]["lr"] for r in runs})),
                 val_by_lr=val_by_lr,
@@ -91,7 +109,8 @@ def summarize(records: list[dict[str, Any]]) -> list[CellSummary]:
                 diverged_total=sum(r["status"] == "diverged" for r in finished),
                 test_accs=tuple(r["test_acc"] for r in chosen),
                 test_accs_batch_stats=tuple(r["test_acc_batch_stats"] for r in chosen),
-                complete=len(finished) == len(runs),
+                finished=len(finished),
+                planned=len(runs),
             )
         )
     return summaries
@@ -192,4 +211,7 @@ def format_mean_std(summary: CellSummary) -> str:
         text += f" ± {summary.test_std:.3f}"
     if summary.diverged:
         text += f" ({summary.diverged} div.)"
+    if not summary.complete:
+        # The lr was selected from the runs that finished so far: say so.
+        text += f" [{summary.finished}/{summary.planned} runs finished]"
     return text

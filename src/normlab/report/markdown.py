@@ -54,6 +54,13 @@ def render_markdown(
         ]
     counts = ", ".join(f"{count} {status}" for status, count in sorted(status_counts.items()))
     lines += ["## Runs", "", f"- {counts}."]
+    unstable = [s for s in summaries if s.diverged_total]
+    if unstable:
+        listed = "; ".join(
+            f"{', '.join(f'{k}={v}' for k, v in s.cell.items())}: {s.diverged_total}"
+            for s in unstable
+        )
+        lines.append(f"- Diverged runs over the whole lr grid, per cell: {listed}.")
     if wall_time is not None:
         lines.append(f"- Wall time of the last invocation: {wall_time:.0f} s.")
     lines += ["- Every run, with its config and per-epoch curves: `normlab.db` (SQLite).", ""]
