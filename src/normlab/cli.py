@@ -10,6 +10,7 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -105,31 +106,12 @@ def execution_options(command):
 @cli.command()
 @click.option("--quick", is_flag=True, help="Smoke-size study (under a minute on 2 cores).")
 @execution_options
-def run(
-    quick: bool,
-    out_dir: str,
-    workers: int | None,
-    executor: str,
-    quiet: bool,
-    address: str | None,
-    threads: int | None,
-    force_new: bool,
-) -> None:
+def run(quick: bool, **execution: Any) -> None:
     """Run the default study: BN vs none vs LN vs GN across batch sizes on digits.
 
     Resumes where it stopped if OUT already holds the same study.
     """
-    spec = load_spec(preset_path("quick" if quick else "default"))
-    _run_and_report(
-        spec,
-        Path(out_dir),
-        workers,
-        executor,
-        quiet,
-        address=address,
-        threads=threads,
-        force_new=force_new,
-    )
+    _run_and_report(load_spec(preset_path("quick" if quick else "default")), **execution)
 
 
 @cli.command()
@@ -141,36 +123,17 @@ def run(
     "short calibration; train nothing, write nothing.",
 )
 @execution_options
-def study(
-    spec_file: str,
-    dry_run: bool,
-    out_dir: str,
-    workers: int | None,
-    executor: str,
-    quiet: bool,
-    address: str | None,
-    threads: int | None,
-    force_new: bool,
-) -> None:
+def study(spec_file: str, dry_run: bool, **execution: Any) -> None:
     """Run the study described by SPEC_FILE (TOML); resumes an interrupted one."""
     spec = load_spec(spec_file)
     runs, dataset = check_study(spec)  # every check before any training or any write
     if dry_run:
-        workers = workers or os.cpu_count() or 1
-        estimate = estimate_time(runs, dataset, workers, threads)
+        workers = execution["workers"] or os.cpu_count() or 1
+        estimate = estimate_time(runs, dataset, workers, execution["threads"])
         for line in describe_plan(spec, runs, dataset, estimate):
             stdout.print(line, markup=False, soft_wrap=True)
         return
-    _run_and_report(
-        spec,
-        Path(out_dir),
-        workers,
-        executor,
-        quiet,
-        address=address,
-        threads=threads,
-        force_new=force_new,
-    )
+    _run_and_report(spec, **execution)
 
 
 @cli.command(name="list")
@@ -213,14 +176,17 @@ def export(out_dir: str, format_: str, output: str | None) -> None:
 
 def _run_and_report(
     spec: StudySpec,
-    out_dir: Path,
+    out_dir: str,
     workers: int | None,
     executor: str,
     quiet: bool,
-    address: str | None = None,
-    threads: int | None = None,
-    force_new: bool = False,
+    address: str | None,
+    threads: int | None,
+    force_new: bool,
 ) -> None:
+    """Run ``spec`` with the execution options of ``run``/``study``, then print and write the
+    summary."""
+    out_dir = Path(out_dir)
     if executor == "local":
         workers = workers or os.cpu_count() or 1
     where = f"{workers} worker(s)" if workers else "the Ray cluster"

@@ -164,39 +164,19 @@ def winners(summaries: list[CellSummary], compare: str = "norm") -> list[Winner]
         groups[cell_key(context(summary.cell, compare))].append(summary)
     result = []
     for key, members in groups.items():
-        ranked = sorted(members, key=lambda s: -s.test_mean)
-        best = ranked[0]
-        if len(ranked) == 1:
-            result.append(
-                Winner(
-                    json.loads(key), variant(best.cell, compare), best.test_mean, None, None, False
-                )
-            )
-            continue
-        second = ranked[1]
-        margin = best.test_mean - second.test_mean
-        if best.test_std is None or second.test_std is None:
-            result.append(
-                Winner(
-                    json.loads(key),
-                    variant(best.cell, compare),
-                    best.test_mean,
-                    variant(second.cell, compare),
-                    margin,
-                    False,
-                    measured_noise=False,
-                )
-            )
-            continue
-        noise = max(best.test_std, second.test_std)
+        best, *others = sorted(members, key=lambda s: -s.test_mean)
+        second = others[0] if others else None
+        measured = second is not None and None not in (best.test_std, second.test_std)
+        margin = best.test_mean - second.test_mean if second is not None else None
         result.append(
             Winner(
-                json.loads(key),
-                variant(best.cell, compare),
-                best.test_mean,
-                variant(second.cell, compare),
-                margin,
-                margin > noise,
+                group=json.loads(key),
+                best=variant(best.cell, compare),
+                best_mean=best.test_mean,
+                runner_up=variant(second.cell, compare) if second is not None else None,
+                margin=margin,
+                clear=measured and margin > max(best.test_std, second.test_std),
+                measured_noise=measured,
             )
         )
     return result
