@@ -86,3 +86,40 @@ def test_entries_cite_their_source() -> None:
         assert norm_entry(name).citation.strip()
     assert norm_entry("gn_ws").weight_standardized_conv
     assert not any(norm_entry(n).weight_standardized_conv for n in ALL_NAMES if n != "gn_ws")
+
+
+def _shifted(batch_size: int = 4) -> torch.Tensor:
+    # Mean 2, std 3: batch statistics far from the initial running ones (0, 1).
+    return (2.0 + 3.0 * torch.randn(batch_size, 16, 4, 4)).double()
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_running_momentum_flag_is_truthful(name: str) -> None:
+    """The flag is set iff the layer takes ``momentum`` and a training step moves its running
+    statistics; a layer without it keeps every floating-point buffer in training."""
+    if norm_entry(name).running_momentum:
+        layer = make_norm(name, 16, momentum=0.5).double().train()
+        assert layer.momentum == 0.5
+    else:
+        layer = make_norm(name, 16).double().train()
+    before = {k: v.clone() for k, v in layer.named_buffers() if v.is_floating_point()}
+    with torch.no_grad():
+        layer(_shifted())
+    moved = any(not v.equal(before[k]) for k, v in layer.named_buffers() if k in before)
+    assert moved == norm_entry(name).running_momentum
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_train_equals_eval_flag_is_truthful(name: str) -> None:
+    """After a few training steps (running statistics moved), a training-mode forward equals the
+    eval-mode forward iff the flag says so; float64, so 1e-12 separates rounding from a change."""
+    layer = make_norm(name, 16).double().train()
+    with torch.no_grad():
+        for _ in range(3):
+            layer(_shifted())
+        x = _shifted()
+        trained = layer(x)
+        evaluated = layer.eval()(x)
+    same = torch.allclose(trained, evaluated, rtol=0.0, atol=1e-12)
+    assert same == norm_entry(name).train_equals_eval
+    assert not (norm_entry(name).train_equals_eval and norm_entry(name).batch_statistics)

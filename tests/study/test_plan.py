@@ -148,11 +148,28 @@ def test_rounding_never_plans_one_lr_twice():
     assert LrProtocol(points=3, spacing=1.0001, center=0.1).learning_rates(32) == (0.1,)
 
 
-def test_sampler_is_recorded_in_the_cell_and_leaves_the_config():
-    plain = expand(spec(lr=FIXED, seeds=(0,)))
-    sampled = expand(spec({"sampler": ["shuffle"]}, lr=FIXED, seeds=(0,)))
-    assert sampled[0].cell == {"sampler": "shuffle"}
-    assert sampled[0].config == plain[0].config
+def test_sampler_factor_reaches_the_config():
+    runs = expand(spec({"sampler": ["shuffle", "balanced"]}, lr=FIXED, seeds=(0,)))
+    assert [r.cell for r in runs] == [{"sampler": "shuffle"}, {"sampler": "balanced"}]
+    assert [r.config.sampler for r in runs] == ["shuffle", "balanced"]
+    assert runs[0].config == expand(spec(lr=FIXED, seeds=(0,)))[0].config  # the default
+    assert expand(spec(lr=FIXED, seeds=(0,), sampler="balanced"))[0].config.sampler == "balanced"
+
+
+def test_bn_momentum_in_run_and_as_a_factor_reaches_the_config():
+    fixed = expand(spec(lr=FIXED, seeds=(0,), bn_momentum=0.01))
+    assert fixed[0].config.bn_momentum == 0.01
+    study = spec(
+        {"norm": ["bn", "gn"], "bn_momentum": [0.1, 0.01]},
+        lr=FIXED,
+        seeds=(0,),
+        exclude=[{"norm": "gn", "bn_momentum": 0.01}],  # gn ignores it: one gn cell is enough
+    )
+    assert [(r.config.norm, r.config.bn_momentum) for r in expand(study)] == [
+        ("bn", 0.1),
+        ("bn", 0.01),
+        ("gn", 0.1),
+    ]
 
 
 def test_equal_steps_budget():

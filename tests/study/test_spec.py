@@ -181,7 +181,30 @@ CASES = {
     ),
     "unknown sampler": (
         RUN + '[factors]\nsampler = ["sequential"]  # <-\n',
-        "factors.sampler[0]: 'sequential' is not one of: shuffle",
+        "factors.sampler[0]: 'sequential' is not one of: shuffle, balanced",
+    ),
+    "unknown sampler in [run]": (
+        RUN + 'sampler = "sequential"  # <-\n',
+        "run.sampler: 'sequential' is not one of: shuffle, balanced",
+    ),
+    "bn_momentum out of range": (
+        RUN + "[factors]\nbn_momentum = [0.1, 0]  # <-\n",
+        "factors.bn_momentum[1]: must be in (0, 1], got 0.0",
+    ),
+    "bn_momentum of the wrong type": (
+        RUN + 'bn_momentum = "fast"  # <-\n',
+        "run.bn_momentum: expected a number, got 'fast'",
+    ),
+    "bn_momentum and a norm's momentum option": (
+        RUN + "bn_momentum = 0.1  # <-\n" + FACTORS + "[run.norm_options.bn]\nmomentum = 0.01\n",
+        "run.bn_momentum: momentum of 'bn' also set at run.norm_options.bn.momentum; set it once",
+    ),
+    "bn_momentum factor and a varied norm momentum option": (
+        RUN
+        + "[factors]\nbn_momentum = [0.1, 0.01]  # <-\n"
+        + "[factors.norm_options]\nmomentum = [0.1]\n",
+        "factors.bn_momentum[0]: momentum of 'bn' also set at factors.norm_options.momentum[0]; "
+        "set it once",
     ),
     "gn groups do not divide the channels": (
         RUN + FACTORS + "[factors.norm_options.gn]\ngroups = [2, 3]  # <-\n",

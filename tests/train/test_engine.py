@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from normlab.errors import NormlabError
-from normlab.train import RunConfig, build_model, train_run
+from normlab.norms import BatchNorm, FrozenBatchNorm
+from normlab.train import RunConfig, accuracy, build_model, check_config, engine, train_run
 
 
 def test_same_seed_gives_identical_metrics(tiny_config, tiny_data):
@@ -102,3 +103,88 @@ def test_run_id_is_a_content_hash():
 def test_unknown_config_key_is_named():
     with pytest.raises(NormlabError, match="learning_rate"):
         RunConfig.from_dict({"learning_rate": 0.1})
+
+
+# -- bn_momentum ----------------------------------------------------------------------------
+
+
+def test_bn_momentum_reaches_every_norm_with_running_statistics(tiny_config, tiny_data):
+    model = build_model(tiny_config.replace(bn_momentum=0.3), tiny_data)
+    norms = [m for m in model.modules() if isinstance(m, BatchNorm)]
+    assert norms and all(m.momentum == 0.3 for m in norms)
+    default = build_model(tiny_config, tiny_data)
+    assert all(m.momentum == 0.1 for m in default.modules() if isinstance(m, BatchNorm))
+
+
+@pytest.mark.parametrize("norm", ["gn", "none", "frozen_bn"])
+def test_bn_momentum_is_ignored_by_norms_that_update_no_running_statistics(
+    norm, tiny_config, tiny_data
+):
+    model = build_model(tiny_config.replace(norm=norm, bn_momentum=0.3), tiny_data)
+    # frozen_bn's statistics never move: its momentum stays 0.
+    assert all(m.momentum == 0.0 for m in model.modules() if isinstance(m, FrozenBatchNorm))
+
+
+def test_bn_momentum_and_the_norm_momentum_option_are_not_both_set(tiny_config, tiny_data):
+    config = tiny_config.replace(bn_momentum=0.3, norm_options={"momentum": 0.01})
+    with pytest.raises(NormlabError, match="bn_momentum=0.3 and norm_options.momentum=0.01"):
+        train_run(config, tiny_data)
+
+
+@pytest.mark.parametrize("value", [0.0, -0.1, 1.5, math.nan])
+def test_bn_momentum_out_of_range_is_refused(value, tiny_config, tiny_data):
+    with pytest.raises(NormlabError, match=r"bn_momentum must be in \(0, 1\]"):
+        check_config(tiny_config.replace(bn_momentum=value), tiny_data)
+
+
+# -- sampler --------------------------------------------------------------------------------
+
+
+def test_balanced_sampler_trains_on_the_runs_labels(tiny_config, tiny_data, monkeypatch):
+    samplers = []
+
+    def recording(*args, **kwargs):
+        samplers.append((args[4], kwargs["labels"] is tiny_data.y_train))
+        return order(*args, **kwargs)
+
+    order = engine.epoch_order
+    monkeypatch.setattr(engine, "epoch_order", recording)
+    balanced = train_run(tiny_config.replace(sampler="balanced"), tiny_data)
+    assert balanced.status == "done" and balanced.test_acc > 0.5
+    assert samplers == [("balanced", True)] * tiny_config.epochs
+    shuffled = train_run(tiny_config, tiny_data)
+    assert [e.train_loss for e in balanced.epochs] != [e.train_loss for e in shuffled.epochs]
+
+
+def test_unknown_sampler_is_refused(tiny_config, tiny_data):
+    with pytest.raises(NormlabError, match="unknown sampler 'sequential'"):
+        train_run(tiny_config.replace(sampler="sequential"), tiny_data)
+
+
+# -- batch-statistics test accuracy ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("norm", "batch_pass"), [("gn", False), ("frozen_bn", False), ("bn", True)]
+)
+def test_batch_statistics_pass_is_skipped_only_where_it_equals_eval_mode(
+    norm, batch_pass, tiny_config, tiny_data, monkeypatch, tmp_path
+):
+    modes = []
+
+    def recording(*args, **kwargs):
+        modes.append(kwargs.get("statistics", "running"))
+        return accuracy(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "accuracy", recording)
+    config = tiny_config.replace(norm=norm, steps=10)
+    result = train_run(config, tiny_data, weights_path=tmp_path / "weights.pt")
+    assert ("batch" in modes) == batch_pass
+    model = build_model(config, tiny_data)
+    model.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))
+    computed = accuracy(
+        model, tiny_data.x_test, tiny_data.y_test, statistics="batch", batch_size=config.batch_size
+    )
+    assert result.test_acc_batch_stats == computed
+    if not batch_pass:
+        assert result.test_acc_batch_stats == result.test_acc

@@ -10,12 +10,14 @@ from .datasets import (
     stratified_split,
     synthetic,
 )
-from .order import batches_per_epoch, epoch_order
+from .order import SAMPLERS, batches_per_epoch, check_sampler, epoch_order
 
 __all__ = [
     "DATASETS",
+    "SAMPLERS",
     "Dataset",
     "batches_per_epoch",
+    "check_sampler",
     "dataset_names",
     "digits",
     "epoch_order",

@@ -25,21 +25,82 @@ from .renorm import BatchRenorm, batch_renorm
 from .response import FilterResponseNorm, filter_response_norm
 from .weight_std import WSConv2d, standardize_weight
 
-register(NormEntry("bn", batch_norm, "Ioffe & Szegedy 2015 (PyTorch defaults)", True))
-register(NormEntry("bn_keras", batch_norm_keras, "Ioffe & Szegedy 2015 (Keras defaults)", True))
-register(NormEntry("none", no_norm, "no normalization", False))
-register(NormEntry("ln", layer_norm_keras, "Ba et al. 2016 (Keras, per position)", False))
-register(NormEntry("ln_chw", layer_norm_chw, "Ba et al. 2016 (over C,H,W)", False))
-register(NormEntry("gn", group_norm, "Wu & He 2018", False))
-register(NormEntry("in", instance_norm, "Ulyanov et al. 2016 (InstanceNorm, affine)", False))
-register(NormEntry("gbn", ghost_batch_norm, "Hoffer et al. 2017 (Ghost BatchNorm)", True))
-register(NormEntry("brn", batch_renorm, "Ioffe 2017 (Batch Renormalization)", True))
 register(
-    NormEntry("frozen_bn", frozen_batch_norm, "Ioffe & Szegedy 2015 (frozen statistics)", False)
+    NormEntry(
+        "bn", batch_norm, "Ioffe & Szegedy 2015 (PyTorch defaults)", True, running_momentum=True
+    )
 )
-register(NormEntry("frn", filter_response_norm, "Singh & Krishnan 2020 (FRN + TLU)", False))
-register(NormEntry("evonorm_s0", evonorm_s0, "Liu et al. 2020 (EvoNorm-S0)", False))
-register(NormEntry("evonorm_b0", evonorm_b0, "Liu et al. 2020 (EvoNorm-B0)", True))
+register(
+    NormEntry(
+        "bn_keras",
+        batch_norm_keras,
+        "Ioffe & Szegedy 2015 (Keras defaults)",
+        True,
+        running_momentum=True,
+    )
+)
+register(NormEntry("none", no_norm, "no normalization", False, train_equals_eval=True))
+register(
+    NormEntry(
+        "ln",
+        layer_norm_keras,
+        "Ba et al. 2016 (Keras, per position)",
+        False,
+        train_equals_eval=True,
+    )
+)
+register(
+    NormEntry(
+        "ln_chw", layer_norm_chw, "Ba et al. 2016 (over C,H,W)", False, train_equals_eval=True
+    )
+)
+register(NormEntry("gn", group_norm, "Wu & He 2018", False, train_equals_eval=True))
+register(
+    NormEntry(
+        "in",
+        instance_norm,
+        "Ulyanov et al. 2016 (InstanceNorm, affine)",
+        False,
+        train_equals_eval=True,
+    )
+)
+register(
+    NormEntry(
+        "gbn", ghost_batch_norm, "Hoffer et al. 2017 (Ghost BatchNorm)", True, running_momentum=True
+    )
+)
+register(
+    NormEntry(
+        "brn", batch_renorm, "Ioffe 2017 (Batch Renormalization)", True, running_momentum=True
+    )
+)
+register(
+    NormEntry(
+        "frozen_bn",
+        frozen_batch_norm,
+        "Ioffe & Szegedy 2015 (frozen statistics)",
+        False,
+        # Running statistics, but fixed: the same transform in training and inference.
+        train_equals_eval=True,
+    )
+)
+register(
+    NormEntry(
+        "frn",
+        filter_response_norm,
+        "Singh & Krishnan 2020 (FRN + TLU)",
+        False,
+        train_equals_eval=True,
+    )
+)
+register(
+    NormEntry(
+        "evonorm_s0", evonorm_s0, "Liu et al. 2020 (EvoNorm-S0)", False, train_equals_eval=True
+    )
+)
+register(
+    NormEntry("evonorm_b0", evonorm_b0, "Liu et al. 2020 (EvoNorm-B0)", True, running_momentum=True)
+)
 register(
     NormEntry(
         "gn_ws",
@@ -47,9 +108,18 @@ register(
         "Wu & He 2018 + Qiao et al. 2019 (GroupNorm + Weight Standardization)",
         False,
         weight_standardized_conv=True,
+        train_equals_eval=True,
     )
 )
-register(NormEntry("bgn", batch_group_norm, "Summers & Dinneen 2020 (batch + group norm)", True))
+register(
+    NormEntry(
+        "bgn",
+        batch_group_norm,
+        "Summers & Dinneen 2020 (batch + group norm)",
+        True,
+        running_momentum=True,
+    )
+)
 
 __all__ = [
     "BatchGroupNorm",

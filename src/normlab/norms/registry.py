@@ -28,6 +28,14 @@ class NormEntry:
     """True when training-mode outputs depend on other samples of the mini-batch."""
     weight_standardized_conv: bool = False
     """True when the preceding convolution must use Weight Standardization (``gn_ws``)."""
+    running_momentum: bool = False
+    """True when the layer updates running statistics with a ``momentum`` option (PyTorch
+    convention: the weight of the new batch statistic), which ``RunConfig.bn_momentum`` sets.
+    ``frozen_bn`` keeps running statistics but never updates them: False."""
+    train_equals_eval: bool = False
+    """True when the training-mode forward computes exactly the eval-mode forward (no batch
+    statistics, no running statistics used or updated in training, no noise), so evaluating in
+    training mode changes nothing. False, the safe default, unless that is known."""
 
 
 _REGISTRY: dict[str, NormEntry] = {}

@@ -4,7 +4,8 @@
 range). :func:`check_cells` judges the combinations a plan would train, after exclusions: a norm
 that cannot be built with its options at some width (GroupNorm groups that do not divide the
 channels, an option the norm does not take), a depth that does not fit the widths, batch size 1
-with a norm that computes batch statistics. Errors name the file line of the value at fault.
+with a norm that computes batch statistics, ``bn_momentum`` with a norm's own ``momentum`` option.
+Errors name the file line of the value at fault.
 """
 
 from __future__ import annotations
@@ -14,19 +15,17 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from normlab.data import DATASETS
+from normlab.data import DATASETS, SAMPLERS
 from normlab.errors import NormlabError
 from normlab.models import DROPOUT_POSITIONS, resnet
 from normlab.norms import make_norm, norm_entry, uses_batch_statistics
-from normlab.train import OPTIMIZERS, SCHEDULES, RunConfig
+from normlab.train import OPTIMIZERS, SCHEDULES, RunConfig, model_norm_options
 from normlab.train.engine import INITS
+
+from .locate import dotted
 
 if TYPE_CHECKING:
     from .spec import StudySpec
-
-SAMPLERS = ("shuffle",)
-"""Batch samplers a study may name: ``shuffle`` is data/order.py's seeded per-epoch reshuffle
-(last incomplete batch dropped), the order every engine uses."""
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": tuple(DATASETS),
@@ -51,6 +50,7 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dropout": (lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
     "weight_decay": (lambda v: v >= 0.0 and _finite(v), "must be a finite number >= 0"),
     "momentum": (lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
+    "bn_momentum": (lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
 }
 
 
@@ -82,6 +82,14 @@ def check_cells(spec: StudySpec) -> None:
                 f"batch size 1 with norm {config.norm!r}, which computes batch statistics, cannot "
                 f'train; exclude the pair ([[exclude]] norm = "{config.norm}", batch_size = 1)',
             )
+        try:
+            model_norm_options(config)
+        except NormlabError:
+            where = dotted(spec.option_path(cell, config.norm, "momentum"))
+            raise spec.origin.error(
+                spec.value_path(cell, "bn_momentum"),
+                f"momentum of {config.norm!r} also set at {where}; set it once",
+            ) from None
         if (config.depth, config.widths) not in architectures:
             architectures.add((config.depth, config.widths))
             _check_architecture(spec, cell, config)

@@ -34,7 +34,6 @@ from .spec import (
 
 SECTIONS = ("study", "run", "factors", "lr", "exclude")
 RUN_HINTS = typing.get_type_hints(RunConfig)
-FACTOR_HINTS = {**RUN_HINTS, "sampler": str}
 LR_HINTS = typing.get_type_hints(LrProtocol)
 SET_ELSEWHERE = {
     "lr": "set by the [lr] protocol, not per run",
@@ -227,8 +226,8 @@ class _Parser:
                 if name not in factors:
                     valid = ", ".join(factors) or "none"
                     raise self.fail(path, f"not a factor of this study (factors: {valid})")
-                if name in FACTOR_HINTS:
-                    level = self.coerce(level, FACTOR_HINTS[name], path)
+                if name in RUN_HINTS:
+                    level = self.coerce(level, RUN_HINTS[name], path)
                 if level not in factors[name]:
                     levels = ", ".join(map(repr, factors[name]))
                     raise self.fail(path, f"{level!r} is not a level of factors.{name} ({levels})")
@@ -294,8 +293,8 @@ class _Parser:
             raise self.fail(path, f"expected {_describe(hint)}, got {value!r}") from None
 
     def field_value(self, name: str, value: Any, path: KeyPath) -> Any:
-        """``value`` of run-config field (or sampler) ``name``, type- and range-checked."""
-        value = self.coerce(value, FACTOR_HINTS[name], path)
+        """``value`` of run-config field ``name``, type- and range-checked."""
+        value = self.coerce(value, RUN_HINTS[name], path)
         problem = value_problem(name, value)
         if problem is not None:
             raise self.fail(path, problem)

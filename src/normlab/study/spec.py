@@ -23,8 +23,9 @@ line and the key (``study.toml:14: factors.batch_size[1]: expected an integer, g
     norm = ["bn", "gn", "none"]
     batch_size = [8, 32, 128]
     # also: weight_decay, norm_weight_decay, dropout, dropout_position, momentum (the SGD
-    # momentum), optimizer, init, schedule, depth, widths, epochs or steps, and sampler
-    # ("shuffle": data/order.py's seeded reshuffle, the only sampler so far)
+    # momentum), bn_momentum (running-statistics momentum of every norm that keeps running
+    # statistics), optimizer, init, schedule, depth, widths, epochs or steps, and sampler
+    # ("shuffle": a fresh permutation each epoch; "balanced": class-balanced mini-batches)
 
     [factors.norm_options.bn]    # an option varied for one norm: BN's running-average momentum
     momentum = [0.1, 0.01]       # (PyTorch convention); the other norms' cells do not split on it
@@ -44,6 +45,13 @@ becomes the factor ``norm_options.<norm>.<option>`` of that norm's cells only; a
 norm the factor ``norm_options.<option>``. ``[[exclude]]`` entries name factors the same way
 (``norm_options.gn.groups = 1`` as a dotted key), and every value must be one of the factor's
 levels.
+
+**BN momentum.** ``bn_momentum`` (under ``[run]`` or ``[factors]``) sets the momentum of every
+norm that updates running statistics (registry flag ``running_momentum``: bn, bn_keras, gbn, brn,
+bgn, evonorm_b0); the others ignore it. As a factor it splits every norm's cells, so a norm
+without running statistics trains an identical run for each level: exclude those cells, or vary
+``[factors.norm_options.bn] momentum`` instead. Setting it and a norm's ``momentum`` option for
+the same norm is an error.
 
 **Learning-rate protocols** (``[lr]``; a key of another mode is an error):
 
@@ -88,9 +96,9 @@ FACTOR_KEYS = tuple(
     f.name
     for f in fields(RunConfig)
     if f.name not in ("lr", "seed", "dataset", "dataset_options", "norm_options")
-) + ("sampler",)
+)
 """Factors other than norm options: run-config fields (lr and seed are the protocol's and the
-seeds'; one study has one dataset) and the batch sampler."""
+seeds'; one study has one dataset)."""
 
 LR_MODES = ("tuned", "scaled", "fixed")
 SCALING_RULES = {"linear": 1.0, "sqrt": 0.5, "none": 0.0}

@@ -29,10 +29,16 @@ class RunConfig:
     """Normalization registry name."""
     norm_options: dict[str, Any] = field(default_factory=dict)
     """Options for the normalization (e.g. ``groups`` for ``gn``)."""
+    bn_momentum: float | None = None
+    """Running-statistics momentum (PyTorch convention) of every normalization that keeps running
+    statistics; None = each norm's default. Setting it and ``norm_options.momentum`` is an error."""
     init: str = "default"
     """Initialization: ``default`` (PyTorch's), ``skipinit`` (any norm) or ``fixup`` (norm none)."""
     batch_size: int = 32
     """Examples per mini-batch; the last incomplete batch of an epoch is dropped."""
+    sampler: str = "shuffle"
+    """Batch sampler (``data/order.py``): ``shuffle`` (a fresh permutation each epoch) or
+    ``balanced`` (class-balanced mini-batches)."""
     lr: float = 0.1
     """Peak learning rate."""
     optimizer: str = "sgd"

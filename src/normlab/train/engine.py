@@ -12,16 +12,17 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.data import Dataset, batches_per_epoch, epoch_order, load_dataset
+from normlab.data import Dataset, batches_per_epoch, check_sampler, epoch_order, load_dataset
 from normlab.errors import NormlabError
 from normlab.models import INITS as INITS  # re-exported: study/checks.py reads the valid inits
 from normlab.models import check_init, resnet
-from normlab.norms import uses_batch_statistics
+from normlab.norms import norm_entry, uses_batch_statistics
 
 from .agc import adaptive_clip_gradients, check_clipping
 from .config import RunConfig
@@ -50,6 +51,27 @@ def check_config(config: RunConfig, dataset: Dataset) -> None:
     check_init(config.init, config.norm)
     if config.agc_clip is not None:
         check_clipping(config.agc_clip)
+    check_sampler(config.sampler)
+    if config.bn_momentum is not None and not 0.0 < config.bn_momentum <= 1.0:
+        raise NormlabError(f"bn_momentum must be in (0, 1], got {config.bn_momentum}")
+    model_norm_options(config)
+
+
+def model_norm_options(config: RunConfig) -> dict[str, Any]:
+    """The options the run's norm is built with: ``norm_options``, plus ``momentum=bn_momentum``
+    when ``bn_momentum`` is set and the norm updates running statistics with a momentum (the
+    registry's ``running_momentum``; other norms, ``frozen_bn`` included, ignore it)."""
+    options = dict(config.norm_options)
+    if config.bn_momentum is None:
+        return options
+    if "momentum" in options:
+        raise NormlabError(
+            f"bn_momentum={config.bn_momentum} and norm_options.momentum={options['momentum']} "
+            "both set the running-statistics momentum; set one"
+        )
+    if norm_entry(config.norm).running_momentum:
+        options["momentum"] = config.bn_momentum
+    return options
 
 
 def build_model(config: RunConfig, dataset: Dataset) -> nn.Module:
@@ -62,7 +84,7 @@ def build_model(config: RunConfig, dataset: Dataset) -> nn.Module:
         in_channels=dataset.in_channels,
         dropout=config.dropout,
         dropout_position=config.dropout_position,
-        norm_options=config.norm_options,
+        norm_options=model_norm_options(config),
         init=config.init,
     )
 
@@ -103,7 +125,10 @@ def train_run(
         started = time.perf_counter()
         model.train()
         loss_sum = correct_sum = seen = 0.0
-        for batch in epoch_order(config.seed, epoch, len(y_train), config.batch_size):
+        order = epoch_order(
+            config.seed, epoch, len(y_train), config.batch_size, config.sampler, labels=y_train
+        )
+        for batch in order:
             x, y = x_train[batch], y_train[batch]
             logits = model(x)
             loss = F.cross_entropy(logits, y)
@@ -155,13 +180,21 @@ def train_run(
         )
     if weights_path is not None:
         torch.save(model.state_dict(), weights_path)
+    test_acc = accuracy(model, dataset.x_test, dataset.y_test)
+    # With a norm whose training-mode forward is its eval-mode forward, the batch-statistics
+    # pass computes the same function as the eval pass (its dropout is off, and the ResNet has
+    # no other mode-dependent layer): skip it, at a small batch size hundreds of forwards.
+    if norm_entry(config.norm).train_equals_eval:
+        test_acc_batch_stats = test_acc
+    else:
+        test_acc_batch_stats = accuracy(
+            model, dataset.x_test, dataset.y_test, statistics="batch", batch_size=config.batch_size
+        )
     return RunResult(
         run_id=config.run_id,
         status="done",
-        test_acc=accuracy(model, dataset.x_test, dataset.y_test),
-        test_acc_batch_stats=accuracy(
-            model, dataset.x_test, dataset.y_test, statistics="batch", batch_size=config.batch_size
-        ),
+        test_acc=test_acc,
+        test_acc_batch_stats=test_acc_batch_stats,
         val_acc=epochs[-1].val_acc,
         train_loss=epochs[-1].train_loss,
         train_acc=epochs[-1].train_acc,
