@@ -120,7 +120,6 @@ def train_run(
 
     epochs: list[EpochRecord] = []
     step, epoch, train_time = 0, 0, 0.0
-    loss_sum = correct_sum = seen = 0.0
     while step < steps_total:
         started = time.perf_counter()
         model.train()
