@@ -121,13 +121,26 @@ def test_a_version_1_store_is_migrated_forward_keeping_its_runs(tmp_path):
     with open_store(path) as store:
         (record,) = store.records("old")
         columns = {row[1] for row in store.connection.execute("PRAGMA table_info(runs)")}
-    assert read_version(path) == SCHEMA_VERSION == 2
+    assert read_version(path) == SCHEMA_VERSION == 3
     assert (record["run_id"], record["status"], record["test_acc"]) == (
         run.config.run_id,
         "done",
         0.625,
     )
     assert record["cell"] == {"norm": "bn"} and "threads" in columns
+    with open_store(path) as store:
+        assert store.study_data_files("old") is None  # recorded before v3: unknown, not empty
+
+
+def test_a_study_keeps_the_data_files_it_was_planned_on(tmp_path):
+    files = [("/data/cifar-10-python.tar.gz", 170498071, "ab" * 32)]
+    with open_store(tmp_path / "normlab.db") as store:
+        store.add_study("s1", "one", {}, data_files=files)
+        store.add_study("s2", "two", {})
+        store.add_study("s1", "one again", {}, data_files=[("/other", 1, "cd" * 32)])
+        assert store.study_data_files("s1") == files  # the first registration stands
+        assert store.study_data_files("s2") is None
+        assert store.study_data_files("missing") is None
 
 
 def test_a_future_migration_runs_once_and_keeps_data(tmp_path, monkeypatch):

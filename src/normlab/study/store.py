@@ -33,7 +33,7 @@ from normlab.train import RunResult
 
 from .plan import PlannedRun
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FINISHED = ("done", "diverged")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -84,11 +84,17 @@ MIGRATIONS: dict[int, str] = {
     INSERT INTO study_runs SELECT study_id, run_id, cell FROM runs;
     ALTER TABLE runs ADD COLUMN threads INTEGER;
     """,
+    3: """
+    ALTER TABLE studies ADD COLUMN data_files TEXT;
+    """,
 }
 """Version -> SQL that brings a store from version - 1 to version.
 
 v2: runs shared between studies (``study_runs``); torch threads of each run (float results depend
-on the thread count through reduction order)."""
+on the thread count through reduction order).
+v3: the data files a study was planned on (``studies.data_files``: JSON list of [path, size,
+sha256]), so that resuming on changed data is refused; NULL for studies of built-in data and for
+studies recorded before v3."""
 
 RESULT_COLUMNS = (
     "test_acc",
@@ -125,12 +131,37 @@ class Store:
         query = "SELECT study_id FROM studies ORDER BY created_at"
         return [row[0] for row in self.connection.execute(query)]
 
-    def add_study(self, study_id: str, name: str, spec: dict[str, Any]) -> None:
+    def add_study(
+        self,
+        study_id: str,
+        name: str,
+        spec: dict[str, Any],
+        data_files: Iterable[tuple[str, int, str]] = (),
+    ) -> None:
+        """Register a study (kept as it is if already there) with the data files it reads."""
+        files = [list(entry) for entry in data_files]
         with self.connection:
             self.connection.execute(
-                "INSERT OR IGNORE INTO studies VALUES (?, ?, ?, ?)",
-                (study_id, name, json.dumps(spec, sort_keys=True), time.time()),
+                "INSERT OR IGNORE INTO studies (study_id, name, spec, created_at, data_files)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    study_id,
+                    name,
+                    json.dumps(spec, sort_keys=True),
+                    time.time(),
+                    json.dumps(files) if files else None,
+                ),
             )
+
+    def study_data_files(self, study_id: str) -> list[tuple[str, int, str]] | None:
+        """(path, size, sha256) of each data file ``study_id`` was planned on; None if unknown
+        (no such study, built-in data, or a study recorded before schema v3)."""
+        row = self.connection.execute(
+            "SELECT data_files FROM studies WHERE study_id = ?", (study_id,)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return [tuple(entry) for entry in json.loads(row[0])]  # type: ignore[misc]
 
     def study_spec(self, study_id: str) -> dict[str, Any]:
         row = self.connection.execute(
