@@ -3,9 +3,10 @@
 from importlib.resources import files
 from pathlib import Path
 
+from .load import load_spec, spec_from_dict
 from .plan import PlannedRun, expand
 from .runner import STORE_NAME, StudyOutcome, StudyProgress, run_study
-from .spec import LrProtocol, StudySpec, load_spec, spec_from_dict
+from .spec import LrProtocol, StudySpec
 from .store import SCHEMA_VERSION, Store, open_store
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from normlab.data import DATASETS, SAMPLERS
 from normlab.errors import NormlabError
@@ -23,9 +23,7 @@ from normlab.train import OPTIMIZERS, SCHEDULES, RunConfig, model_norm_options
 from normlab.train.engine import INITS
 
 from .locate import dotted
-
-if TYPE_CHECKING:
-    from .spec import StudySpec
+from .spec import StudySpec
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": tuple(DATASETS),

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from normlab.data import Dataset, batches_per_epoch, epoch_order
 from normlab.train import RunConfig, accuracy, build_model, build_optimizer, total_steps
 
-from .executors import threads_per_worker
 from .plan import PlannedRun
 from .spec import LrProtocol, StudySpec
+from .work import threads_per_worker
 
 WARMUP_STEPS = 2
 """Untimed first steps (allocator and autograd warm-up make them several times slower)."""

@@ -9,7 +9,11 @@ as a ``failed`` result carrying its traceback; the study goes on.
   SIGINT: on Ctrl-C the driver terminates them at once (their runs go back to ``pending``), keeps
   every finished run, and re-raises ``KeyboardInterrupt``. A worker also exits when the driver
   dies, so a killed driver leaves no orphans behind.
-- ``ray``: Ray tasks on an existing cluster (:mod:`normlab.study.ray_executor`).
+- ``ray``: Ray tasks on an existing cluster (:mod:`normlab.study.ray_executor`), each running
+  :func:`train_pinned`.
+
+The pieces both executors share (units of work, the run's dataset, failed results, callback
+types, thread counts) live in :mod:`normlab.study.work` and are re-exported here.
 
 Threads and determinism: every run pins torch to ``threads`` intra-op threads (default
 ``cpu_count // workers`` locally, 1 per Ray task; the store records it per run). The same config
@@ -25,57 +29,33 @@ exactly at equal ``threads`` per run, and only then: fix ``--threads`` when comp
 from __future__ import annotations
 
 import concurrent.futures as futures
-import functools
-import json
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 
 import torch
 
-from normlab.data import Dataset, load_dataset
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult, train_runs
+
+from .ray_executor import run_ray
+from .work import (
+    DispatchCallback,
+    ResultCallback,
+    dataset_for,
+    failed_result,
+    threads_per_worker,
+    work_units,
+)
 
 EXECUTORS = ("local", "ray")
 LIVENESS_CHECK_SECONDS = 1.0
 """How often the driver checks that no pool worker died while every run in flight is long."""
-
-ResultCallback = Callable[[RunConfig, RunResult], None]
-DispatchCallback = Callable[[RunConfig], None]
-
-
-def threads_per_worker(workers: int) -> int:
-    """Torch threads for each of ``workers`` processes sharing this machine's cores."""
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_dataset(name: str, options_json: str) -> Dataset:
-    return load_dataset(name, **json.loads(options_json))
-
-
-def dataset_for(config: RunConfig) -> Dataset:
-    """The run's dataset, loaded once per process."""
-    return _cached_dataset(config.dataset, json.dumps(config.dataset_options, sort_keys=True))
-
-
-def failed_result(config: RunConfig, error: str) -> RunResult:
-    return RunResult(run_id=config.run_id, status="failed", error=error)
-
-
-def work_units(configs: Sequence[RunConfig]) -> list[list[RunConfig]]:
-    """Split ``configs`` into units of work: the runs one worker trains in one engine call.
-
-    One run per unit today. A packed engine (K compatible runs as one grouped model) only has to
-    group compatible configs here; executors already hand the engine lists.
-    """
-    return [[config] for config in configs]
 
 
 def train_safely(unit: Sequence[RunConfig]) -> list[RunResult]:
@@ -116,11 +96,10 @@ def execute(
         workers = workers or os.cpu_count() or 1
         run_local(configs, workers, on_result, threads=threads, on_dispatch=on_dispatch)
     else:
-        from .ray_executor import run_ray
-
         run_ray(
             configs,
             on_result,
+            train=train_pinned,
             workers=workers,
             threads=threads,
             address=address,

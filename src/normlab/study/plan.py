@@ -14,8 +14,8 @@ from normlab.data import Dataset
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, check_config, total_steps
 
-from .executors import dataset_for
 from .spec import StudySpec
+from .work import dataset_for
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,7 @@ from collections.abc import Sequence
 from normlab.errors import NormlabError
 from normlab.train import RunConfig
 
-from .executors import (
-    DispatchCallback,
-    ResultCallback,
-    failed_result,
-    train_pinned,
-    work_units,
-)
+from .work import DispatchCallback, ResultCallback, UnitTrainer, failed_result, work_units
 
 
 def resolve_address(address: str | None) -> str:
@@ -36,12 +30,14 @@ def run_ray(
     configs: Sequence[RunConfig],
     on_result: ResultCallback,
     *,
+    train: UnitTrainer,
     workers: int | None,
     threads: int,
     address: str | None,
     on_dispatch: DispatchCallback,
 ) -> None:
-    """Train ``configs`` as Ray tasks on the cluster at ``address``."""
+    """Train ``configs`` as Ray tasks on the cluster at ``address``, each task ``train(unit,
+    threads)`` (the executors hand :func:`normlab.study.executors.train_pinned`)."""
     try:
         import ray
     except ImportError:
@@ -63,7 +59,7 @@ def run_ray(
     try:
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
-        task = ray.remote(train_pinned).options(num_cpus=threads, max_retries=0)
+        task = ray.remote(train).options(num_cpus=threads, max_retries=0)
         queue = list(reversed(work_units(configs)))
         in_flight: dict[ray.ObjectRef, list[RunConfig]] = {}
         try:

@@ -20,10 +20,11 @@ from pathlib import Path
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult
 
-from .executors import check_options, dataset_for, default_threads, execute
+from .executors import check_options, default_threads, execute
 from .plan import PlannedRun, check_plan, cost_order, expand
 from .spec import StudySpec
 from .store import FINISHED, Store, open_store
+from .work import dataset_for
 
 STORE_NAME = "normlab.db"
 

@@ -64,10 +64,12 @@ the same norm is an error.
   sqrt 0.5).
 - ``fixed``: ``lr = base_lr`` everywhere.
 
-Checks that need no data run here (types, unknown keys and names, value ranges, impossible
-combinations such as GroupNorm groups that do not divide a width, or batch size 1 with a
-batch-statistics norm, see :mod:`normlab.study.checks`); checks against the dataset (a batch
-larger than the training set) run in :func:`normlab.study.plan.check_study`.
+Checks that need no data run when a spec is loaded (:func:`normlab.study.load.load_spec`:
+types, unknown keys and names, value ranges, impossible combinations such as GroupNorm groups
+that do not divide a width, or batch size 1 with a batch-statistics norm, see
+:mod:`normlab.study.checks`); checks against the dataset (a batch larger than the training set)
+run in :func:`normlab.study.plan.check_study`. This module holds the spec's plain data only: it
+imports neither the parser nor the checks, which build and judge it.
 """
 
 from __future__ import annotations
@@ -75,20 +77,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import sys
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
-from normlab.errors import NormlabError
 from normlab.train import RunConfig
 
-from .locate import KeyPath, SpecOrigin, key_lines
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from .locate import KeyPath, SpecOrigin
 
 RUN_FIELDS = {f.name for f in fields(RunConfig)}
 
@@ -253,31 +247,3 @@ def _matches(cell: dict[str, Any], rule: dict[str, Any]) -> bool:
 def _round(value: float) -> float:
     # Grid values become config values and run ids: round away float noise like 0.30000000000000004.
     return float(f"{value:.3g}")
-
-
-def load_spec(path: str | Path) -> StudySpec:
-    """Parse and validate a study TOML file; errors name the file, the line and the key."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise NormlabError(f"{path}: no such study file") from None
-    except (IsADirectoryError, UnicodeDecodeError) as error:
-        raise NormlabError(f"{path}: cannot read the study file ({error})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise NormlabError(f"{path}: invalid TOML: {error}") from None
-    return spec_from_dict(data, source=str(path), text=text)
-
-
-def spec_from_dict(
-    data: dict[str, Any], source: str = "spec", text: str | None = None
-) -> StudySpec:
-    """Build and validate a :class:`StudySpec` from parsed TOML.
-
-    ``text``, the TOML ``data`` was parsed from, gives error messages their line numbers.
-    """
-    from .parse import parse_spec  # parse builds the dataclasses above: import it when used
-
-    return parse_spec(data, SpecOrigin(source, key_lines(text) if text else {}))
