@@ -3,12 +3,12 @@
 Each class is a (shape, texture) pair: class ``c`` draws shape ``SHAPES[c % 5]`` filled with
 texture ``TEXTURES[c // 5]``, so the default 10 classes are 5 shapes x {solid, stripes} and a
 model must recognise both what is drawn and how it is filled. Every image varies in position
-(centre uniform in [10, 22] pixels), scale (radius 5..11 pixels), rotation, texture period
-(3..6 pixels) and phase, foreground and background colours (uniform RGB each; the texture's
-second colour is the foreground darkened), a smooth background gradient, and Gaussian pixel
-noise of standard deviation ``noise`` (colours live in [0, 1]). Small, rotated, noisy shapes
-with fine textures keep a small ResNet from saturating within a few epochs; see README for the
-accuracies measured.
+(centre uniform in [10, 22] pixels), scale (radius 7..12 pixels), rotation, texture period
+(4..7 pixels) and phase, colours (uniform RGB background, foreground shifted from it by 0.3..0.7
+per channel modulo 1, the texture's second colour the foreground darkened), a background
+gradient, and Gaussian pixel noise of standard deviation ``noise`` (colours live in [0, 1]).
+Measured (default options, a 5-convolution BN net, SGD lr 0.05 momentum 0.9, batch 64): test
+accuracy 24% after 1 epoch and 50% after 6, still rising: far from digits' 99%.
 
 Generation is vectorized over examples (numpy): 6000 images take well under a second. Split
 60 / 20 / 20 stratified like the other built-ins, standardized per channel with train
@@ -29,7 +29,7 @@ SIZE = 32
 
 
 def shapes(
-    num_examples: int = 6000, num_classes: int = 10, noise: float = 0.3, seed: int = 0
+    num_examples: int = 6000, num_classes: int = 10, noise: float = 0.2, seed: int = 0
 ) -> Dataset:
     """The ``shapes`` task as a :class:`Dataset` (3x32x32, ``num_classes`` classes)."""
     images, labels = shapes_arrays(num_examples, num_classes, noise, seed)
@@ -39,7 +39,7 @@ def shapes(
 
 
 def shapes_arrays(
-    num_examples: int = 6000, num_classes: int = 10, noise: float = 0.3, seed: int = 0
+    num_examples: int = 6000, num_classes: int = 10, noise: float = 0.2, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """float32 images (N, 3, 32, 32) with colours in about [0, 1], and int64 labels."""
     most = len(SHAPES) * len(TEXTURES)
@@ -56,8 +56,8 @@ def shapes_arrays(
         return rng.uniform(low, high, size=(count, 1, 1)).astype(np.float32)
 
     centre_x, centre_y = uniform(10, 22), uniform(10, 22)
-    radius, angle = uniform(5, 11), uniform(0, 2 * np.pi)
-    period, phase = uniform(3, 6), uniform(0, 2 * np.pi)
+    radius, angle = uniform(7, 12), uniform(0, 2 * np.pi)
+    period, phase = uniform(4, 7), uniform(0, 2 * np.pi)
     grid = np.arange(SIZE, dtype=np.float32) + 0.5
     dx, dy = grid[None, None, :] - centre_x, grid[None, :, None] - centre_y
     cos, sin = np.cos(angle), np.sin(angle)
@@ -89,9 +89,11 @@ def shapes_arrays(
     )
     texture = textures[texture_index, np.arange(count)].astype(np.float32)
 
-    colour = rng.uniform(0, 1, size=(count, 3, 1, 1)).astype(np.float32)
-    second = colour * rng.uniform(0.1, 0.4, size=(count, 1, 1, 1)).astype(np.float32)
+    # The foreground is at least 0.3 away from the background in every channel (modulo 1), so
+    # that a shape is never invisible; its texture alternates it with a darkened copy.
     background = rng.uniform(0, 1, size=(count, 3, 1, 1)).astype(np.float32)
+    colour = (background + rng.uniform(0.3, 0.7, size=(count, 3, 1, 1))).astype(np.float32) % 1.0
+    second = colour * rng.uniform(0.1, 0.4, size=(count, 1, 1, 1)).astype(np.float32)
     slope = rng.uniform(-0.3, 0.3, size=(count, 3, 1, 1)).astype(np.float32)
     background = background + slope * (dx[:, None] / SIZE)
     fill = texture[:, None] * colour + (1 - texture[:, None]) * second
