@@ -138,7 +138,9 @@ def read_cifar_archive(path: str) -> CifarArrays | None:
     layout = LAYOUTS[folder_name]
     for name in layout["train"] + layout["test"]:
         if name not in members:
-            raise NormlabError(f"{path}: truncated or incomplete CIFAR archive, no {folder_name}/{name}")
+            raise NormlabError(
+                f"{path}: truncated or incomplete CIFAR archive, no {folder_name}/{name}"
+            )
     return _assemble(
         path, layout, members, (path,), source_of=lambda name: f"{path} (member {name})"
     )

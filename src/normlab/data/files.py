@@ -7,7 +7,8 @@
   ``size x size`` (bilinear); without it, every image must have the same size.
 - ``.npz`` arrays: ``x_train``, ``y_train`` and optionally ``x_test``, ``y_test``; images
   (N, H, W) or NHWC or NCHW (the channel axis is the one of size 1, 3 or 4 where the other
-  candidate is not), uint8 or float; integer labels. Loaded with ``allow_pickle=False``.
+  candidate is not; when both are, the layout whose image is square), uint8 or float; integer
+  labels (floats with whole values are accepted). Loaded with ``allow_pickle=False``.
 
 Every error names the file or folder at fault; nothing is written.
 """
@@ -202,7 +203,9 @@ def _npz_split(path: str, split: str, arrays: dict[str, np.ndarray]) -> Split:
             f"{path}: x_{split} has {len(images)} examples but y_{split} has shape {labels.shape}"
         )
     if labels.dtype.kind not in "iu":
-        whole = labels.dtype.kind == "f" and np.all(np.isfinite(labels) & (labels == np.round(labels)))
+        whole = labels.dtype.kind == "f" and np.all(
+            np.isfinite(labels) & (labels == np.round(labels))
+        )
         if not whole:
             raise NormlabError(f"{path}: y_{split} labels are not integers (dtype {labels.dtype})")
         labels = labels.astype(np.int64)
@@ -221,6 +224,12 @@ def _channels_first(path: str, split: str, images: np.ndarray) -> np.ndarray:
     if first and not last:
         return images
     if last and not first:
+        return images.transpose(0, 3, 1, 2)
+    # Both could be channels (e.g. 4x4 grey images): square images decide, (N, 1, 4, 4) is NCHW.
+    _, one, two, three = images.shape
+    if first and last and two == three != one:
+        return images
+    if first and last and one == two != three:
         return images.transpose(0, 3, 1, 2)
     raise NormlabError(
         f"{path}: cannot tell the channel axis of x_{split} with shape {images.shape} "

@@ -75,7 +75,9 @@ def changed_files(
     """
     before = {path: (size, sha) for path, size, sha in _normalize(recorded)}
     after = {path: (size, sha) for path, size, sha in _normalize(current)}
-    return sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+    return sorted(
+        path for path in before.keys() | after.keys() if before.get(path) != after.get(path)
+    )
 
 
 def _normalize(files: Iterable[Sequence[object]]) -> tuple[FileRecord, ...]:

@@ -98,9 +98,7 @@ def _build(name: str, options: dict[str, object]) -> Dataset:
         unknown = sorted(set(options) - accepted)
         if unknown:
             valid = ", ".join(sorted(accepted) + list(COMMON_OPTIONS))
-            raise NormlabError(
-                f"dataset {name!r}: unknown option {unknown[0]!r}; valid: {valid}"
-            )
+            raise NormlabError(f"dataset {name!r}: unknown option {unknown[0]!r}; valid: {valid}")
     try:
         dataset = builder(**options)
     except TypeError as error:

@@ -33,9 +33,7 @@ def shapes(
 ) -> Dataset:
     """The ``shapes`` task as a :class:`Dataset` (3x32x32, ``num_classes`` classes)."""
     images, labels = shapes_arrays(num_examples, num_classes, noise, seed)
-    return from_splits(
-        "shapes", (images, labels), val_fraction=0.2, test_fraction=0.2
-    )
+    return from_splits("shapes", (images, labels), val_fraction=0.2, test_fraction=0.2)
 
 
 def shapes_arrays(
