@@ -146,7 +146,7 @@ def _decode(paths: list[str], size: int | None) -> np.ndarray:
     mode = "L" if all(header_mode in ("L", "1", "I;16") for header_mode, _ in headers) else "RGB"
     first = headers[0][1]
     if size is None:
-        for path, (_, image_size) in zip(paths, headers):
+        for path, (_, image_size) in zip(paths, headers, strict=True):
             if image_size != first:
                 raise NormlabError(
                     f"{path}: size {image_size[0]}x{image_size[1]} differs from "

@@ -132,10 +132,10 @@ def _classes_per_batch(
         scores = remaining + torch.rand(len(members), generator=generator, dtype=torch.float64)
         chosen = torch.argsort(scores, descending=True)[:k].tolist()
         takes = [share + 1] * extra + [share] * (k - extra)
-        if any(remaining[c] < take for c, take in zip(chosen, takes)):
+        if any(remaining[c] < take for c, take in zip(chosen, takes, strict=True)):
             break
         batch = []
-        for c, take in zip(chosen, takes):
+        for c, take in zip(chosen, takes, strict=True):
             batch.extend(members[c][used[c] : used[c] + take])
             used[c] += take
             remaining[c] -= take
