@@ -123,3 +123,49 @@ def test_balanced_needs_labels_of_every_example():
         epoch_order(0, 0, 10, 2, "balanced")
     with pytest.raises(NormlabError, match=r"labels must have shape \(10,\), got \(9,\)"):
         epoch_order(0, 0, 10, 2, "balanced", torch.zeros(9, dtype=torch.long))
+
+
+# -- classes_per_batch ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("batch_size", "k"), [(2, 1), (2, 2), (8, 2), (10, 3), (16, 4)])
+def test_classes_per_batch_gives_exactly_k_classes_and_each_example_once(batch_size, k):
+    labels = shuffled_labels([30, 30, 25, 30, 20], seed=3)
+    for epoch in range(2):
+        order = epoch_order(1, epoch, len(labels), batch_size, labels=labels, classes_per_batch=k)
+        assert order.shape[1] == batch_size and 1 <= len(order) <= len(labels) // batch_size
+        assert all(len(set(labels[batch].tolist())) == k for batch in order)
+        flat = order.flatten().tolist()
+        assert len(set(flat)) == len(flat)
+
+
+def test_classes_per_batch_uses_nearly_every_example_of_equal_classes():
+    labels = shuffled_labels([40] * 10)
+    order = epoch_order(0, 0, 400, 8, labels=labels, classes_per_batch=2)
+    assert len(order) == 50  # 400 // 8: nothing lost when the classes divide evenly
+
+
+def test_classes_per_batch_is_deterministic_and_differs_across_seeds_and_epochs():
+    labels = shuffled_labels([20, 20, 20, 20])
+    order = epoch_order(3, 1, 80, 4, labels=labels, classes_per_batch=2)
+    assert order.equal(epoch_order(3, 1, 80, 4, labels=labels.clone(), classes_per_batch=2))
+    assert not order.equal(epoch_order(3, 2, 80, 4, labels=labels, classes_per_batch=2))
+    assert not order.equal(epoch_order(4, 1, 80, 4, labels=labels, classes_per_batch=2))
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "k", "sampler", "message"),
+    [
+        (4, 0, "shuffle", r"classes_per_batch must be an integer in 1\.\.3"),
+        (4, 4, "shuffle", r"classes_per_batch must be an integer in 1\.\.3"),
+        (2, 3, "shuffle", "needs batch_size >= 3"),
+        (4, 2, "balanced", "classes_per_batch works with sampler 'shuffle' only"),
+        (20, 1, "shuffle", "too few examples per class to fill one batch"),
+    ],
+)
+def test_impossible_classes_per_batch_is_refused(batch_size, k, sampler, message):
+    labels = shuffled_labels([10, 10, 10])
+    with pytest.raises(NormlabError, match=message):
+        epoch_order(0, 0, 30, batch_size, sampler, labels=labels, classes_per_batch=k)
+    with pytest.raises(NormlabError, match="classes_per_batch needs the labels"):
+        epoch_order(0, 0, 30, 4, classes_per_batch=2)
