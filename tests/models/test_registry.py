@@ -58,7 +58,9 @@ def test_resnet_entry_builds_exactly_the_seed_resnet():
     torch.manual_seed(0)
     direct = resnet("gn", num_classes=3, in_channels=2, norm_options={"groups": 2}, **options)
     assert repr(built) == repr(direct)
-    for (name, a), (_, b) in zip(built.state_dict().items(), direct.state_dict().items()):
+    for (name, a), (_, b) in zip(
+        built.state_dict().items(), direct.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), name
 
 
