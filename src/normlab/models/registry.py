@@ -167,8 +167,8 @@ register_model(
     ModelEntry(
         "resnet",
         _seed_resnet,
-        "stem conv + stages of the write-up's seed blocks + global average pool + linear "
-        "(options depth, widths, dropout, dropout_position, init; any input size)",
+        "ResNet of the write-up's seed blocks, any input size (options depth, widths, "
+        "dropout, dropout_position, init)",
         "1x8x8",
     )
 )
