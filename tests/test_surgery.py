@@ -12,6 +12,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import normlab
 from normlab.models import resnet
+from normlab.norm_tail import NormWithTail
 from normlab.norms import FrozenBatchNorm, NoNorm, NormlabError, make_norm
 from normlab.surgery import SwapRecord, freeze_bn, recalibrate_bn, swap_norm
 
@@ -319,3 +320,198 @@ def test_recalibrate_without_batches_is_refused_and_changes_nothing() -> None:
     torch.testing.assert_close(model.bn2d.running_var, before)
     with pytest.raises(NormlabError, match="num_batches"):
         recalibrate_bn(model, [torch.randn(2, 2, 3, 3)], num_batches=0)
+
+
+# --- BatchNorm subclasses that do more than normalize -------------------------------------------
+
+
+class BatchNormAct2d(nn.BatchNorm2d):
+    """A look-alike of timm's BatchNormAct2d: batch norm, then its ``drop`` and ``act`` children
+    (timm's forward, a copy of BatchNorm2d.forward followed by the two children)."""
+
+    def __init__(
+        self, num_features: int, act_layer: type[nn.Module] = nn.SiLU, drop: float = 0.0
+    ) -> None:
+        super().__init__(num_features)
+        self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
+        self.act = act_layer()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else factor
+        batch_statistics = self.training or (self.running_mean is None and self.running_var is None)
+        x = torch.nn.functional.batch_norm(
+            x,
+            self.running_mean if not self.training or self.track_running_stats else None,
+            self.running_var if not self.training or self.track_running_stats else None,
+            self.weight,
+            self.bias,
+            batch_statistics,
+            factor,
+            self.eps,
+        )
+        x = self.drop(x)
+        return self.act(x)
+
+
+class ScaledBatchNorm(nn.BatchNorm2d):
+    """Does something besides normalizing, with no child to show for it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2.0 * super().forward(x)
+
+
+class ActFirstBatchNorm(BatchNormAct2d):
+    """Has an ``act`` child but applies it before normalizing."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.BatchNorm2d.forward(self, self.act(x))
+
+
+class AlwaysRunningBatchNorm(BatchNormAct2d):
+    """Normalizes with running statistics in training too: equal to BN + act in eval mode only."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+        )
+        return self.act(self.drop(x))
+
+
+class TaggedBatchNorm(nn.BatchNorm2d):
+    """A subclass that only adds an attribute: a plain BN in behaviour."""
+
+    tag = "mine"
+
+
+class EfficientNetLike(nn.Module):
+    """Convolutions followed by BatchNormAct2d layers (SiLU, ReLU with dropout) and a plain BN."""
+
+    def __init__(self, layer: type[nn.BatchNorm2d] = BatchNormAct2d) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = layer(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.bn2 = BatchNormAct2d(8, act_layer=nn.ReLU, drop=0.2)
+        self.conv3 = nn.Conv2d(8, 8, 1)
+        self.bn3 = nn.BatchNorm2d(8)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn3(self.conv3(self.bn2(self.conv2(self.bn1(self.conv1(x))))))
+        return self.head(out.mean(dim=(2, 3)))
+
+
+def _activations(model: nn.Module) -> int:
+    return sum(isinstance(m, (nn.SiLU, nn.ReLU)) for m in model.modules())
+
+
+@pytest.mark.parametrize("target", ["gn", "ln_chw", "none", "frozen_bn", "gbn", "bn"])
+def test_swap_keeps_what_a_batch_norm_act_layer_does_after_normalizing(target: str) -> None:
+    model = EfficientNetLike()
+    _randomize_batch_norms(model)
+    activations = _activations(model)
+    report: list[SwapRecord] = []
+    swap_norm(model, target, report=report)
+    assert _activations(model) == activations == 2
+    assert isinstance(model.bn1, NormWithTail) and isinstance(model.bn1.act, nn.SiLU)
+    assert isinstance(model.bn2.drop, nn.Dropout) and model.bn2.drop.p == 0.2
+    assert not isinstance(model.bn3, NormWithTail)  # a plain BN is swapped as before
+    assert [record.tail for record in report] == [
+        ("drop (Identity)", "act (SiLU)"),
+        ("drop (Dropout)", "act (ReLU)"),
+        (),
+    ]
+    assert report[0].new_type == type(model.bn1.norm).__name__
+
+
+def test_swapped_batch_norm_act_computes_norm_then_tail() -> None:
+    model = EfficientNetLike().double()
+    _randomize_batch_norms(model)
+    model.eval()
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    before = model(x)
+    freeze_bn(model)  # frozen_bn with the same statistics: the same function in eval mode
+    assert isinstance(model.bn1.norm, FrozenBatchNorm) and not model.bn1.norm.weight.requires_grad
+    # float64, same operations: equal to rounding.
+    torch.testing.assert_close(model(x), before, rtol=0, atol=1e-12)
+    swap_norm(model, "gn", groups=2)
+    features = model.conv1(x)
+    expected = torch.nn.functional.silu(model.bn1.norm(features))
+    torch.testing.assert_close(model.bn1(features), expected, rtol=0, atol=1e-12)
+    assert isinstance(model.bn1.norm, nn.GroupNorm)
+
+
+def test_swapped_tail_keeps_meaningful_state_dict_keys() -> None:
+    model = EfficientNetLike(layer=lambda c: BatchNormAct2d(c, act_layer=nn.PReLU))
+    slope = model.bn1.act.weight.detach().clone()
+    swap_norm(model, "gn", groups=2)
+    state = model.state_dict()
+    assert {"bn1.norm.weight", "bn1.norm.bias", "bn1.act.weight"} <= set(state)
+    assert torch.equal(state["bn1.act.weight"], slope)
+
+
+def test_swap_of_a_bare_batch_norm_act_returns_the_wrapper() -> None:
+    layer = BatchNormAct2d(4)
+    swapped = swap_norm(layer, "ln_chw")
+    assert isinstance(swapped, NormWithTail) and swapped.act is layer.act
+
+
+@pytest.mark.parametrize("layer", [ScaledBatchNorm, ActFirstBatchNorm, AlwaysRunningBatchNorm])
+def test_swap_refuses_a_subclass_that_does_something_else(layer: type[nn.BatchNorm2d]) -> None:
+    model = EfficientNetLike(layer=layer)
+    _randomize_batch_norms(model)
+    modules = dict(model.named_modules())
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(NormlabError) as caught:
+        swap_norm(model, "gn", groups=2)
+    message = str(caught.value)
+    assert f"bn1 ({layer.__name__}, 8 channels)" in message
+    assert f"cannot know what {layer.__name__} does beyond normalizing" in message
+    assert "left unchanged" in message and "\n" not in message
+    assert dict(model.named_modules()) == modules
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_refusal_names_the_expected_forward_and_freeze_refuses_too() -> None:
+    with pytest.raises(NormlabError, match="its forward is not batch norm, then drop, then act"):
+        freeze_bn(EfficientNetLike(layer=ActFirstBatchNorm))
+
+
+def test_probe_failure_is_a_refusal() -> None:
+    class Broken(nn.BatchNorm2d):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("boom\nsecond line")
+
+    with pytest.raises(NormlabError, match="forward failed on a probe input: RuntimeError: boom"):
+        swap_norm(nn.Sequential(Broken(3)), "gn", groups=1)
+
+
+def test_subclass_with_no_children_and_plain_forward_is_swapped_as_before() -> None:
+    model = EfficientNetLike(layer=TaggedBatchNorm)
+    report: list[SwapRecord] = []
+    swap_norm(model, "gn", groups=2, report=report)
+    assert isinstance(model.bn1, nn.GroupNorm)
+    assert report[0].old_type == "TaggedBatchNorm" and report[0].tail == ()
+
+
+def test_probe_leaves_the_layer_and_the_global_rng_alone() -> None:
+    model = EfficientNetLike()
+    _randomize_batch_norms(model)
+    layer = model.bn1
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    torch.manual_seed(5)
+    expected = torch.rand(1)
+    torch.manual_seed(5)
+    swap_norm(model, "frozen_bn")
+    assert torch.equal(torch.rand(1), expected)
+    assert all(torch.equal(v, state[k]) for k, v in layer.state_dict().items())
+    assert layer.training  # the old layer's mode was not changed by the probe
+
+
+def test_swap_logs_the_kept_tail(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="normlab.surgery"):
+        swap_norm(EfficientNetLike(), "gn", groups=2)
+    assert "kept what they do after normalizing: drop (Dropout), act (ReLU)" in caplog.text

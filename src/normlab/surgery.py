@@ -13,6 +13,12 @@ custom containers); a layer registered under several names stays shared after th
 
 Swaps and freezes build every replacement first and assign only when all were built: a refused
 swap leaves the model untouched. Rebuild the optimizer after a swap (the parameters are new).
+
+A BatchNorm *subclass* that does more than normalize (timm's ``BatchNormAct2d``: batch norm, then
+its ``drop`` and ``act`` children) keeps that behaviour: its children follow the new norm in a
+:class:`~normlab.norm_tail.NormWithTail`, after a probe confirmed its forward is "batch norm,
+then its children"; a subclass whose forward does anything else is refused in one line
+(``norm_tail.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.lazy import LazyModuleMixin
 
+from normlab.norm_tail import NormWithTail, batch_norm_tail, describe_tail
 from normlab.norms import FrozenBatchNorm, NormlabError, make_norm, norm_entry
 
 logger = logging.getLogger(__name__)
@@ -47,6 +54,9 @@ class SwapRecord:
     """State copied into the replacement (see :data:`CARRIED_STATE`)."""
     dropped: tuple[str, ...]
     """State of the old layer the replacement has no place for (e.g. gamma, beta for ``none``)."""
+    tail: tuple[str, ...] = ()
+    """Children of a BatchNorm subclass kept after the new norm, as ``"name (Type)"`` (timm's
+    ``BatchNormAct2d``: ``("drop (Identity)", "act (SiLU)")``); empty for a plain BN."""
 
 
 def _find_batch_norms(model: nn.Module) -> dict[nn.Module, list[str]]:
@@ -107,6 +117,7 @@ def _replace_batch_norms(
                 "run one forward pass first. The model was left unchanged."
             )
         try:
+            tail = batch_norm_tail(module)
             replacement = build(names[0], module)
         except NormlabError as error:
             raise NormlabError(
@@ -116,6 +127,10 @@ def _replace_batch_norms(
         _match_placement(module, replacement)
         carried, dropped = _carry_state(module, replacement)
         replacements[module] = replacement
+        if tail:
+            replacements[module] = NormWithTail(replacement, tail)
+            # The tail keeps its own modes; only the wrapper's flag follows the old layer.
+            replacements[module].training = module.training
         records.append(
             SwapRecord(
                 names[0],
@@ -124,6 +139,7 @@ def _replace_batch_norms(
                 module.num_features,
                 carried,
                 dropped,
+                describe_tail(tail),
             )
         )
     for module, names in targets.items():
@@ -144,7 +160,9 @@ def _log_records(action: str, records: list[SwapRecord], target: str) -> None:
     for record in records:
         counts[record.old_type] = counts.get(record.old_type, 0) + 1
     summary = ", ".join(f"{count} {kind}" for kind, count in counts.items())
-    logger.info("%s: replaced %s by %s", action, summary, target)
+    tails = sorted({", ".join(record.tail) for record in records if record.tail})
+    kept = f"; kept what they do after normalizing: {'; '.join(tails)}" if tails else ""
+    logger.info("%s: replaced %s by %s%s", action, summary, target, kept)
 
 
 def swap_norm(

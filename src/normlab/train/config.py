@@ -21,6 +21,11 @@ class RunConfig:
     """Dataset registry name."""
     dataset_options: dict[str, Any] = field(default_factory=dict)
     """Options for the dataset builder (e.g. ``num_examples`` for ``synthetic``)."""
+    model: str = "resnet"
+    """Model: ``resnet`` (the seed-block ResNet shaped by depth, widths, dropout_position and init,
+    which only it reads), another built-in name (``resnet20``, ``preact_resnet18``, ...), or a
+    factory ``pkg.module:factory`` / ``path/to/file.py:factory`` (``train/model_ref.py``). Part
+    of the run's identity, like every field."""
     depth: int = 8
     """Weighted layers of the ResNet: 2 + 2 * blocks (8 = one seed block per stage)."""
     widths: tuple[int, ...] = (16, 32, 64)

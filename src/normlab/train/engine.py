@@ -21,12 +21,13 @@ from torch import nn
 from normlab.data import Dataset, batches_per_epoch, check_sampler, epoch_order, load_dataset
 from normlab.errors import NormlabError
 from normlab.models import INITS as INITS  # re-exported: study/checks.py reads the valid inits
-from normlab.models import check_init, resnet
+from normlab.models import MODELS, check_init, model_options, resnet
 from normlab.norms import norm_entry, uses_batch_statistics
 
 from .agc import adaptive_clip_gradients, check_clipping
 from .config import RunConfig
 from .evaluate import accuracy, mean_loss
+from .model_ref import build_model_from_ref, check_model_ref
 from .optim import build_optimizer, build_scheduler
 from .result import EpochRecord, RunResult
 
@@ -55,6 +56,25 @@ def check_config(config: RunConfig, dataset: Dataset) -> None:
     if config.bn_momentum is not None and not 0.0 < config.bn_momentum <= 1.0:
         raise NormlabError(f"bn_momentum must be in (0, 1], got {config.bn_momentum}")
     model_norm_options(config)
+    model_build_options(config)
+
+
+def model_build_options(config: RunConfig) -> dict[str, Any]:
+    """Options a model other than ``resnet`` is built with: ``dropout`` for built-ins taking it.
+
+    A factory's model is the user's: a ``dropout`` normlab cannot pass is refused, not ignored.
+    """
+    if config.model == "resnet":
+        return {}
+    check_model_ref(config.model)
+    if config.model in MODELS and "dropout" in model_options(config.model):
+        return {"dropout": config.dropout}
+    if config.dropout > 0:
+        raise NormlabError(
+            f"dropout={config.dropout} cannot be applied to model {config.model!r}: only "
+            "built-in models take it; put the dropout in the model"
+        )
+    return {}
 
 
 def model_norm_options(config: RunConfig) -> dict[str, Any]:
@@ -75,7 +95,22 @@ def model_norm_options(config: RunConfig) -> dict[str, Any]:
 
 
 def build_model(config: RunConfig, dataset: Dataset) -> nn.Module:
-    """The run's ResNet, initialized from the global RNG (seeded by the caller)."""
+    """The run's model, initialized from the global RNG (seeded by the caller).
+
+    ``model="resnet"``: the seed-block ResNet from depth, widths, dropout, dropout_position and
+    init. Any other model reference goes through :func:`build_model_from_ref` with the run's
+    norm and :func:`model_norm_options` (those fields then do not apply, but ``dropout`` does
+    for built-ins that take it).
+    """
+    if config.model != "resnet":
+        return build_model_from_ref(
+            config.model,
+            num_classes=dataset.num_classes,
+            in_channels=dataset.in_channels,
+            norm=config.norm,
+            norm_options=model_norm_options(config),
+            **model_build_options(config),
+        )
     return resnet(
         norm=config.norm,
         depth=config.depth,

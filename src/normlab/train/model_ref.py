@@ -1,0 +1,211 @@
+"""Users' models by reference: a built-in name, ``"pkg.module:factory"`` or ``"file.py:factory"``.
+
+A factory is any callable returning an ``nn.Module`` (a function or a class). It is called with
+whichever of ``num_classes``, ``in_channels``, ``norm`` and ``norm_options`` it accepts by name
+(a ``**kwargs`` parameter accepts all of them). A factory that takes ``norm`` builds the
+requested normalization itself. One that does not gets it through
+:func:`~normlab.surgery.swap_norm`: every BatchNorm layer of the model it built is replaced by
+the requested norm (with ``norm="bn"`` and no options, the model's own BatchNorm layers are the
+baseline and stay untouched). A model without BatchNorm layers has nothing to vary and is
+refused.
+
+``"path/to/file.py:factory"`` loads the file with ``importlib.util.spec_from_file_location``
+under a module name derived from its absolute path (``normlab_user_model_<hash>``), registered
+in ``sys.modules`` so that classes defined there pickle and dataclasses work; a relative path is
+relative to the current directory, and the file's folder is on ``sys.path`` while it loads (its
+imports of sibling files work, as when it runs as a script). The file is loaded again when it
+changes. Every error is one :class:`NormlabError` line naming the reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from normlab.errors import NormlabError
+from normlab.models import MODELS, build_builtin_model
+from normlab.surgery import swap_norm
+
+FACTORY_ARGUMENTS = ("num_classes", "in_channels", "norm", "norm_options")
+"""What normlab offers a factory; it gets those its signature accepts."""
+
+_LOADED_FILES: dict[Path, tuple[tuple[int, int], ModuleType]] = {}
+"""Modules loaded from files, by absolute path, with the (mtime_ns, size) they were loaded at."""
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _split(ref: str) -> tuple[str, str]:
+    """``(module or file, factory attribute path)``; a bad reference is refused."""
+    target, colon, attribute = ref.rpartition(":")  # rpartition: "C:\\net.py:f" keeps its drive
+    if not colon or not target or not attribute:
+        raise NormlabError(
+            f"model {ref!r} is neither a built-in model ({', '.join(MODELS)}) nor a factory "
+            "reference 'pkg.module:factory' or 'path/to/file.py:factory'"
+        )
+    return target, attribute
+
+
+def _is_file(target: str) -> bool:
+    return target.endswith(".py") or "/" in target or "\\" in target
+
+
+def _load_file(ref: str, target: str) -> ModuleType:
+    path = Path(target).expanduser().resolve()
+    if path.suffix != ".py":
+        raise NormlabError(f"model {ref!r}: {target} is not a .py file")
+    if not path.is_file():
+        raise NormlabError(f"model {ref!r}: file not found: {path}")
+    stat = path.stat()
+    version = (stat.st_mtime_ns, stat.st_size)
+    cached = _LOADED_FILES.get(path)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    name = "normlab_user_model_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise NormlabError(f"model {ref!r}: cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before executing it: dataclasses and pickling look it up
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[name]
+        raise NormlabError(f"model {ref!r}: loading {path} raised {_one_line(error)}") from error
+    finally:
+        sys.path.remove(str(path.parent))
+    _LOADED_FILES[path] = (version, module)
+    return module
+
+
+def _import_module(ref: str, target: str) -> ModuleType:
+    try:
+        return importlib.import_module(target)
+    except ImportError as error:
+        raise NormlabError(f"model {ref!r}: cannot import {target}: {_one_line(error)}") from error
+    except Exception as error:  # the user's module failed while executing
+        raise NormlabError(
+            f"model {ref!r}: importing {target} raised {_one_line(error)}"
+        ) from error
+
+
+def resolve_factory(ref: str) -> Callable[..., Any]:
+    """The factory callable that ``ref`` (not a built-in name) points to."""
+    target, attribute = _split(ref)
+    module = _load_file(ref, target) if _is_file(target) else _import_module(ref, target)
+    factory: Any = module
+    for part in attribute.split("."):
+        if not hasattr(factory, part):
+            raise NormlabError(f"model {ref!r}: {target} has no factory {attribute!r}")
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise NormlabError(
+            f"model {ref!r}: {attribute!r} in {target} is a {type(factory).__name__}, "
+            "not a callable factory"
+        )
+    return factory
+
+
+def _accepted(factory: Callable[..., Any]) -> tuple[set[str], bool]:
+    """Keyword names ``factory`` accepts, and whether it takes ``**kwargs``."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature (some builtins): offer nothing by name
+        return set(), False
+    names = {
+        p.name
+        for p in parameters
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    return names, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def check_model_ref(ref: str) -> None:
+    """Refuse ``ref`` unless it is a built-in name or resolves to a callable (not called)."""
+    if ref not in MODELS:
+        resolve_factory(ref)
+
+
+def model_takes_norm(ref: str) -> bool:
+    """Whether the model builds the requested norm itself (built-ins, factories taking ``norm``
+    or ``**kwargs``); otherwise normlab reaches it with ``swap_norm``."""
+    if ref in MODELS:
+        return True
+    names, var_keyword = _accepted(resolve_factory(ref))
+    return var_keyword or "norm" in names
+
+
+def build_model_from_ref(
+    ref: str,
+    *,
+    num_classes: int,
+    in_channels: int,
+    norm: str | None,
+    norm_options: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> nn.Module:
+    """Build the model ``ref`` for ``num_classes`` classes and ``in_channels`` input channels,
+    normalized by ``norm``.
+
+    ``norm=None`` returns the model as its factory builds it (a built-in then uses ``bn``, its
+    default). ``options`` go to the built-in model or the factory, which must accept each of them.
+    """
+    norm_options = dict(norm_options or {})
+    if ref in MODELS:
+        return build_builtin_model(
+            ref,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            norm=norm or "bn",
+            norm_options=norm_options,
+            **options,
+        )
+    factory = resolve_factory(ref)
+    names, var_keyword = _accepted(factory)
+    offered: dict[str, Any] = {"num_classes": num_classes, "in_channels": in_channels}
+    if norm is not None:
+        offered |= {"norm": norm, "norm_options": norm_options}
+    arguments = {k: v for k, v in offered.items() if var_keyword or k in names}
+    for option in options:
+        if not var_keyword and option not in names:
+            raise NormlabError(f"model {ref!r}: the factory does not take option {option!r}")
+    try:
+        model = factory(**arguments, **options)
+    except Exception as error:
+        raise NormlabError(f"model {ref!r}: the factory raised {_one_line(error)}") from error
+    if not isinstance(model, nn.Module):
+        raise NormlabError(
+            f"model {ref!r}: the factory returned a {type(model).__name__}, not a torch.nn.Module"
+        )
+    if norm is None or "norm" in arguments:
+        return model
+    return _reach_norm(ref, model, norm, norm_options)
+
+
+def _reach_norm(ref: str, model: nn.Module, norm: str, norm_options: dict[str, Any]) -> nn.Module:
+    """Swap the BatchNorm layers of a factory's model to ``norm``."""
+    if not any(isinstance(module, _BatchNorm) for module in model.modules()):
+        raise NormlabError(
+            f"model {ref!r} has no BatchNorm layer for norm={norm!r} to replace and its factory "
+            "takes no 'norm' argument; add one, or build the model with BatchNorm layers"
+        )
+    if norm == "bn" and not norm_options:
+        return model  # the model's own BatchNorm layers are the baseline
+    try:
+        return swap_norm(model, norm, **norm_options)
+    except NormlabError as error:
+        raise NormlabError(f"model {ref!r}: {error}") from None
