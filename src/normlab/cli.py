@@ -17,10 +17,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table as RichTable
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 from normlab.analysis import summarize
 from normlab.data import DATASETS
 from normlab.errors import NormlabError
-from normlab.models import MODEL_DESCRIPTIONS
+from normlab.models import describe_models
 from normlab.norms import norm_entry, norm_names
 from normlab.report import Table, render_markdown, result_tables
 from normlab.study import (
@@ -32,11 +37,13 @@ from normlab.study import (
     open_store,
     preset_path,
     run_study,
+    spec_from_dict,
 )
 from normlab.study.dryrun import describe_plan, estimate_time
 from normlab.study.export import FORMATS, export_store
 from normlab.study.plan import check_study
-from normlab.train import RunResult
+from normlab.train import RunResult, check_model_ref
+from normlab.train.model_ref import absolute_ref
 
 DEFAULT_OUT = "normlab-out"
 
@@ -105,13 +112,130 @@ def execution_options(command):
 
 @cli.command()
 @click.option("--quick", is_flag=True, help="Smoke-size study (under a minute on 2 cores).")
+@click.option(
+    "--data",
+    default=None,
+    metavar="PATH_OR_NAME",
+    help="Dataset: a built-in name (normlab list datasets) or a path: a CIFAR-10/100 archive or "
+    "folder, an image folder (root/<class>/*.png), or an .npz (x_train, y_train[, x_test, "
+    "y_test]). Default: digits.",
+)
+@click.option(
+    "--model",
+    default=None,
+    metavar="REF",
+    help="Model: a built-in name (normlab list models), 'pkg.module:factory' or "
+    "'path/to/file.py:factory'. Default: the ResNet of the write-up's seed blocks.",
+)
+@click.option(
+    "--max-train",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Train on a class-balanced subset of N training examples (fixed across runs).",
+)
+@click.option(
+    "--max-eval",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="M",
+    help="Validate and test on class-balanced subsets of at most M examples each "
+    "(default with --max-train: N; else every example).",
+)
+@click.option(
+    "--augment",
+    is_flag=True,
+    help="Random crop (4-pixel padding) and horizontal flip, seeded per run and step.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan and an estimated time from a short calibration; train and write nothing.",
+)
 @execution_options
-def run(quick: bool, **execution: Any) -> None:
-    """Run the default study: BN vs none vs LN vs GN across batch sizes on digits.
+def run(
+    quick: bool,
+    data: str | None,
+    model: str | None,
+    max_train: int | None,
+    max_eval: int | None,
+    augment: bool,
+    dry_run: bool,
+    **execution: Any,
+) -> None:
+    """Run the default study: BN vs none vs LN vs GN across batch sizes, LR tuned per cell.
 
+    On scikit-learn's digits with the write-up's ResNet unless --data / --model say otherwise.
     Resumes where it stopped if OUT already holds the same study.
     """
-    _run_and_report(load_spec(preset_path("quick" if quick else "default")), **execution)
+    spec = default_spec(quick, data, model, max_train, max_eval or max_train, augment)
+    _plan_or_run(spec, dry_run, **execution)
+
+
+def default_spec(
+    quick: bool,
+    data: str | None,
+    model: str | None,
+    max_train: int | None,
+    max_eval: int | None,
+    augment: bool,
+) -> StudySpec:
+    """The default (or quick) study, on ``data`` with ``model`` when given."""
+    path = preset_path("quick" if quick else "default")
+    text = path.read_text()
+    values = tomllib.loads(text)
+    run_table = values.setdefault("run", {})
+    if data is not None:
+        run_table["dataset"] = _data_reference(data)
+    if model is not None:
+        try:
+            check_model_ref(model)
+        except NormlabError as error:
+            raise NormlabError(f"--model {model}: {error}") from None
+        run_table["model"] = absolute_ref(model)
+        for key in ("depth", "widths"):  # the seed ResNet's shape; other models have their own
+            if model != "resnet":
+                run_table.pop(key, None)
+    options = {"max_train_examples": max_train, "max_eval_examples": max_eval}
+    for key, value in options.items():
+        if value is not None:
+            run_table.setdefault("dataset_options", {})[key] = value
+    if augment:
+        run_table["augment"] = True
+    given = (data, model, max_train, max_eval, augment)
+    if given != (None, None, None, None, False):
+        on = [Path(data).name if data else "digits", f"model {model}" if model else None]
+        on += [f"{max_train} training examples" if max_train else None]
+        on += ["augmented" if augment else None]
+        name = values["study"]["name"].split(" on ")[0]
+        values["study"]["name"] = f"{name} on {', '.join(x for x in on if x)}"
+    if given == (None, None, None, None, False):
+        return spec_from_dict(values, source=str(path), text=text)
+    return spec_from_dict(values, source=f"normlab run (preset {path.stem} with the options given)")
+
+
+def _data_reference(data: str) -> str:
+    """A dataset name as it is; a path made absolute, so that the study does not depend on the
+    folder it was started from."""
+    if data in DATASETS:
+        return data
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise NormlabError(
+            f"--data {data}: no such file or folder, and not a dataset name ({', '.join(DATASETS)})"
+        )
+    return str(path.resolve())
+
+
+def _plan_or_run(spec: StudySpec, dry_run: bool, **execution: Any) -> None:
+    runs, dataset = check_study(spec)  # every check before any training or any write
+    if dry_run:
+        workers = execution["workers"] or os.cpu_count() or 1
+        estimate = estimate_time(runs, dataset, workers, execution["threads"])
+        for line in describe_plan(spec, runs, dataset, estimate):
+            stdout.print(line, markup=False, soft_wrap=True)
+        return
+    _run_and_report(spec, **execution)
 
 
 @cli.command()
@@ -125,15 +249,7 @@ def run(quick: bool, **execution: Any) -> None:
 @execution_options
 def study(spec_file: str, dry_run: bool, **execution: Any) -> None:
     """Run the study described by SPEC_FILE (TOML); resumes an interrupted one."""
-    spec = load_spec(spec_file)
-    runs, dataset = check_study(spec)  # every check before any training or any write
-    if dry_run:
-        workers = execution["workers"] or os.cpu_count() or 1
-        estimate = estimate_time(runs, dataset, workers, execution["threads"])
-        for line in describe_plan(spec, runs, dataset, estimate):
-            stdout.print(line, markup=False, soft_wrap=True)
-        return
-    _run_and_report(spec, **execution)
+    _plan_or_run(load_spec(spec_file), dry_run, **execution)
 
 
 @cli.command(name="list")
@@ -144,11 +260,12 @@ def list_(what: str) -> None:
         for name in norm_names():
             click.echo(f"{name:<12} {norm_entry(name).citation}")
     elif what == "models":
-        for name, description in MODEL_DESCRIPTIONS.items():
-            click.echo(f"{name:<12} {description}")
+        click.echo(f"{'name':<16} {'input':<8} {'params (bn, 10 classes)':>24}  description")
+        for name, input_shape, parameters, description in describe_models():
+            click.echo(f"{name:<16} {input_shape:<8} {parameters:>24,}  {description}")
     else:
         for name, (_, description) in DATASETS.items():
-            click.echo(f"{name:<12} {description}")
+            click.echo(f"{name:<16} {description}")
 
 
 @cli.command()
@@ -243,9 +360,17 @@ def _run_and_report(
     for table in tables:
         stdout.print(_rich_table(table))
     stdout.print(
-        f"{outcome.trained} runs trained, {outcome.skipped} already finished, "
+        f"{outcome.trained - outcome.failed} runs trained, {outcome.skipped} already finished, "
         f"{outcome.wall_time:.0f} s. Report: {out_dir / 'report.md'}"
     )
+    if outcome.failed:
+        click.echo(
+            f"normlab: {outcome.failed} of {outcome.trained} runs failed (first error: "
+            f"{outcome.first_error}); their tracebacks are in the store (normlab export "
+            f"{out_dir}), and rerunning the same command retries them",
+            err=True,
+        )
+        raise click.exceptions.Exit(1)
 
 
 def write_summary(out_dir: Path, study_id: str, wall_time: float | None = None) -> list[Table]:
@@ -277,7 +402,10 @@ def _rich_table(table: Table) -> RichTable:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors with exit code 2, Ctrl-C with exit code 130."""
     try:
-        cli.main(args=argv, prog_name="normlab", standalone_mode=False)
+        # Without standalone mode click returns a command's Exit code instead of raising it.
+        code = cli.main(args=argv, prog_name="normlab", standalone_mode=False)
+        if isinstance(code, int) and code:
+            return code
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.UsageError as error:

@@ -126,9 +126,11 @@ def test_a_failing_run_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
     assert statuses == ["done"] * 5 + ["failed"]
     (failed,) = [r for r in rows(tmp_path).values() if r["status"] == "failed"]
     assert "ValueError: this run cannot train" in failed["error"]
+    assert (outcome.trained, outcome.failed) == (6, 1)  # the outcome says how many failed
+    assert outcome.first_error == "ValueError: this run cannot train"
     monkeypatch.undo()
-    _, trained = study(spec, tmp_path)  # a failed run is retried on resume
-    assert trained == [failed["run_id"]]
+    outcome, trained = study(spec, tmp_path)  # a failed run is retried on resume
+    assert trained == [failed["run_id"]] and outcome.failed == 0
 
 
 def test_an_interrupt_keeps_finished_runs_and_requeues_the_rest(tmp_path):

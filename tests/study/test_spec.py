@@ -169,7 +169,19 @@ CASES = {
     ),
     "unknown dataset": (
         RUN.replace('dataset = "synthetic"', 'dataset = "cifar"  # <-'),
-        "run.dataset: 'cifar' is not one of: digits, synthetic",
+        "run.dataset: 'cifar' is neither a dataset name (digits, synthetic, shapes) nor a path",
+    ),
+    "missing data file": (
+        RUN.replace('dataset = "synthetic"', 'dataset = "/nowhere/cifar-10-python.tar.gz"  # <-'),
+        "run.dataset: /nowhere/cifar-10-python.tar.gz: no such file or folder",
+    ),
+    "unknown model": (
+        RUN + 'model = "resnet21"  # <-\n',
+        "run.model: ",
+    ),
+    "fingerprint set by hand": (
+        RUN + 'data_fingerprint = "abc"  # <-\n',
+        "run.data_fingerprint: set by normlab from the content of the data files",
     ),
     "unknown optimizer level": (
         RUN + '[factors]\noptimizer = ["sgd", "lamb"]  # <-\n',

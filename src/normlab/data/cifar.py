@@ -17,6 +17,7 @@ is written to disk.
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import pickle
@@ -53,6 +54,9 @@ _ALLOWED = {
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    # Python 3 pickles bytes at protocol 2 as _codecs.encode(text, "latin1"): a pure data
+    # transform (torch's weights_only unpickler allows it too), needed for re-pickled batches.
+    ("_codecs", "encode"): codecs.encode,
     **{
         ("builtins", kind.__name__): kind
         for kind in (dict, list, tuple, set, frozenset, bytes, bytearray, str, int, float)

@@ -13,20 +13,22 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from normlab.data import DATASETS, SAMPLERS
+from normlab.data.files import looks_like_path
 from normlab.errors import NormlabError
 from normlab.models import DROPOUT_POSITIONS, resnet
 from normlab.norms import make_norm, norm_entry, uses_batch_statistics
 from normlab.train import OPTIMIZERS, SCHEDULES, RunConfig, model_norm_options
 from normlab.train.engine import INITS
+from normlab.train.model_ref import check_model_ref
 
 from .locate import dotted
 from .spec import StudySpec
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "dataset": tuple(DATASETS),
     "optimizer": OPTIMIZERS,
     "schedule": SCHEDULES,
     "init": INITS,
@@ -49,6 +51,7 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "weight_decay": (lambda v: v >= 0.0 and _finite(v), "must be a finite number >= 0"),
     "momentum": (lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
     "bn_momentum": (lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
+    "classes_per_batch": (lambda v: v is None or v >= 1, "must be >= 1"),
 }
 
 
@@ -57,6 +60,16 @@ def value_problem(name: str, value: Any) -> str | None:
     if name == "norm":
         try:
             norm_entry(value)
+        except NormlabError as error:
+            return str(error)
+    if name == "dataset" and value not in DATASETS:
+        if not looks_like_path(value):
+            return f"{value!r} is neither a dataset name ({', '.join(DATASETS)}) nor a path"
+        if not Path(value).exists():
+            return f"{value}: no such file or folder"
+    if name == "model":
+        try:
+            check_model_ref(value)
         except NormlabError as error:
             return str(error)
     if name in CHOICES and value not in CHOICES[name]:
@@ -88,6 +101,8 @@ def check_cells(spec: StudySpec) -> None:
                 spec.value_path(cell, "bn_momentum"),
                 f"momentum of {config.norm!r} also set at {where}; set it once",
             ) from None
+        if config.model != "resnet":
+            continue  # other models are built against the dataset (plan.check_study)
         if (config.depth, config.widths) not in architectures:
             architectures.add((config.depth, config.widths))
             _check_architecture(spec, cell, config)

@@ -49,8 +49,10 @@ from .work import (
     ResultCallback,
     dataset_for,
     failed_result,
+    install_payload,
     threads_per_worker,
     work_units,
+    worker_payload,
 )
 
 EXECUTORS = ("local", "ray")
@@ -100,6 +102,7 @@ def execute(
             configs,
             on_result,
             train=train_pinned,
+            payload=worker_payload(configs),
             workers=workers,
             threads=threads,
             address=address,
@@ -145,9 +148,10 @@ def run_local(
                 on_result(config, result)
         return
     queue = list(reversed(units))
+    payload = worker_payload(configs)
     while queue:
         # A fresh pool only after a worker died (BrokenProcessPool): its runs failed, the rest go on.
-        _run_pool(queue, min(workers, len(queue)), threads, on_result, on_dispatch)
+        _run_pool(queue, min(workers, len(queue)), threads, on_result, on_dispatch, payload)
 
 
 def _run_pool(
@@ -156,12 +160,14 @@ def _run_pool(
     threads: int,
     on_result: ResultCallback,
     on_dispatch: DispatchCallback,
+    payload: bytes,
 ) -> None:
-    """Drain ``queue`` of work units (last first) through one pool of ``workers`` processes."""
+    """Drain ``queue`` of work units (last first) through one pool of ``workers`` processes,
+    each started with the driver's ``payload`` (:func:`~.work.worker_payload`)."""
     # spawn, not fork: a forked child inherits the parent's OpenMP state and can deadlock.
     context = multiprocessing.get_context("spawn")
     pool = futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(payload,)
     )
     in_flight: dict[futures.Future[list[RunResult]], list[RunConfig]] = {}
     try:
@@ -233,7 +239,8 @@ def _terminate(pool: futures.ProcessPoolExecutor) -> None:
         process.join(timeout=5)
 
 
-def _init_worker() -> None:
+def _init_worker(payload: bytes) -> None:
+    install_payload(payload)
     # The driver handles Ctrl-C (the terminal sends SIGINT to the whole process group) and
     # terminates its workers; a worker interrupted mid-run would only report a spurious failure.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -16,8 +16,11 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from normlab.data import DATASETS
+from normlab.data.files import looks_like_path
 from normlab.errors import NormlabError
 from normlab.train import RunConfig
+from normlab.train.model_ref import absolute_ref
 
 from .checks import check_cells, value_problem
 from .locate import KeyPath, SpecOrigin, dotted
@@ -40,6 +43,7 @@ SET_ELSEWHERE = {
     "seed": "set by study.seeds, not per run",
     "dataset": "one study has one dataset: set it under [run]",
     "dataset_options": "one study has one dataset: set it under [run]",
+    "data_fingerprint": "set by normlab from the content of the data files",
 }
 
 
@@ -108,11 +112,32 @@ class _Parser:
             if key in ("lr", "seed"):
                 raise self.fail(path, SET_ELSEWHERE[key])
             self.known({key: value}, sorted(RUN_FIELDS - {"lr", "seed"}), ("run",))
+            if key == "data_fingerprint":
+                raise self.fail(path, SET_ELSEWHERE[key])
             if key == "norm_options":
                 values[key], per_norm = self.fixed_norm_options(value, path)
+            elif key == "dataset":
+                values[key] = self.field_value(key, self.data_path(value), path)
+            elif key == "model" and isinstance(value, str):
+                values[key] = self.field_value(key, absolute_ref(value, self.folder()), path)
             else:
                 values[key] = self.field_value(key, value, path)
         return RunConfig(**values), per_norm
+
+    def data_path(self, value: Any) -> Any:
+        """A dataset path relative to the spec file's folder, made absolute (names stay)."""
+        if not isinstance(value, str) or value in DATASETS or not looks_like_path(value):
+            return value
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = self.folder() / path
+        return str(path.resolve())
+
+    def folder(self) -> Path:
+        """What relative paths in the spec are relative to: its file's folder (else the current
+        folder, for a spec built from a dict)."""
+        source = Path(self.origin.source)
+        return source.parent if source.is_file() else Path.cwd()
 
     def fixed_norm_options(
         self, table: Any, path: KeyPath

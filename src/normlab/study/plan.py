@@ -12,7 +12,7 @@ from typing import Any
 
 from normlab.data import Dataset
 from normlab.errors import NormlabError
-from normlab.train import RunConfig, check_config, total_steps
+from normlab.train import RunConfig, build_model, check_config, total_steps
 
 from .spec import StudySpec
 from .work import dataset_for
@@ -65,7 +65,25 @@ def check_study(spec: StudySpec) -> tuple[list[PlannedRun], Dataset]:
                 f"{dataset.describe()}",
             )
     check_plan(runs, dataset)
+    _check_models(spec, runs, dataset)
     return runs, dataset
+
+
+def _check_models(spec: StudySpec, runs: list[PlannedRun], dataset: Dataset) -> None:
+    """Build each distinct (model, norm, options) other than the seed ResNet once against the
+    dataset's shape: a factory that fails, or a norm it cannot take, is refused before training."""
+    built: set[str] = set()
+    for run in runs:
+        config = run.config
+        key = json.dumps([config.model, config.norm, config.norm_options], default=repr)
+        if config.model == "resnet" or key in built:
+            continue
+        built.add(key)
+        try:
+            build_model(config, dataset)
+        except NormlabError as error:
+            where = spec.value_path(run.cell, "model")
+            raise spec.origin.error(where, f"norm {config.norm!r}: {error}") from None
 
 
 def check_plan(runs: list[PlannedRun], dataset: Dataset) -> None:

@@ -16,9 +16,16 @@ import os
 from collections.abc import Sequence
 
 from normlab.errors import NormlabError
-from normlab.train import RunConfig
+from normlab.train import RunConfig, RunResult
 
-from .work import DispatchCallback, ResultCallback, UnitTrainer, failed_result, work_units
+from .work import (
+    DispatchCallback,
+    ResultCallback,
+    UnitTrainer,
+    failed_result,
+    install_payload,
+    work_units,
+)
 
 
 def resolve_address(address: str | None) -> str:
@@ -31,13 +38,16 @@ def run_ray(
     on_result: ResultCallback,
     *,
     train: UnitTrainer,
+    payload: bytes,
     workers: int | None,
     threads: int,
     address: str | None,
     on_dispatch: DispatchCallback,
 ) -> None:
     """Train ``configs`` as Ray tasks on the cluster at ``address``, each task ``train(unit,
-    threads)`` (the executors hand :func:`normlab.study.executors.train_pinned`)."""
+    threads)`` (the executors hand :func:`normlab.study.executors.train_pinned`) in a worker that
+    has installed the driver's ``payload`` (:func:`~.work.worker_payload`), put in the object
+    store once."""
     try:
         import ray
     except ImportError:
@@ -59,7 +69,8 @@ def run_ray(
     try:
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
-        task = ray.remote(train).options(num_cpus=threads, max_retries=0)
+        task = ray.remote(_train_with_payload).options(num_cpus=threads, max_retries=0)
+        payload_ref = ray.put(payload)
         queue = list(reversed(work_units(configs)))
         in_flight: dict[ray.ObjectRef, list[RunConfig]] = {}
         try:
@@ -68,7 +79,7 @@ def run_ray(
                     unit = queue.pop()
                     for config in unit:
                         on_dispatch(config)
-                    in_flight[task.remote(unit, threads)] = unit
+                    in_flight[task.remote(train, payload_ref, unit, threads)] = unit
                 done, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in done:
                     unit = in_flight.pop(ref)
@@ -86,3 +97,10 @@ def run_ray(
     finally:
         if connected_here:
             ray.shutdown()  # disconnects this driver; the cluster keeps running
+
+
+def _train_with_payload(
+    train: UnitTrainer, payload: bytes, unit: Sequence[RunConfig], threads: int
+) -> list[RunResult]:
+    install_payload(payload)  # once per Ray worker process (by content hash)
+    return train(unit, threads)

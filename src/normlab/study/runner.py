@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from normlab.data import changed_files, data_fingerprint
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult
 
@@ -46,6 +47,12 @@ class StudyOutcome:
     trained: int
     skipped: int
     wall_time: float
+    failed: int = 0
+    """Runs of this call that raised or whose worker died (retried by the next call)."""
+    diverged: int = 0
+    """Runs of this call recorded as diverged (a result, not an error)."""
+    first_error: str | None = None
+    """The last line of the first failed run's error, for the one-line summary."""
 
 
 def prepare(
@@ -54,6 +61,9 @@ def prepare(
     """Plan ``spec``, check every run, open the store and register the study and its runs."""
     runs = expand(spec)
     dataset = dataset_for(runs[0].config)
+    fingerprint = data_fingerprint(dataset)
+    if fingerprint:  # file data: the content is part of every run's identity
+        runs = [PlannedRun(r.config.replace(data_fingerprint=fingerprint), r.cell) for r in runs]
     check_plan(runs, dataset)
     store = open_store(Path(out_dir) / STORE_NAME)
     studies = store.study_ids()
@@ -63,7 +73,15 @@ def prepare(
             f"{out_dir} holds a different study ({studies[-1]}; this spec is {spec.study_id}): "
             "use another --out, or --force-new to add this study alongside it"
         )
-    store.add_study(spec.study_id, spec.name, spec.to_dict())
+    recorded = store.study_data_files(spec.study_id)
+    changed = changed_files(recorded, dataset.files) if recorded is not None else []
+    if changed:
+        store.close()
+        raise NormlabError(
+            f"{changed[0]}: changed since study {spec.name!r} started in {out_dir} (size or "
+            "content differ); restore the original file, or start the study in another --out"
+        )
+    store.add_study(spec.study_id, spec.name, spec.to_dict(), dataset.files)
     store.add_runs(spec.study_id, runs)
     return store, cost_order(runs, len(dataset.y_train))
 
@@ -94,12 +112,18 @@ def run_study(
         by_id = {run.config.run_id: run for run in todo}
         if progress.on_start:
             progress.on_start(len(todo), len(runs) - len(todo))
+        counts = {"failed": 0, "diverged": 0}
+        errors: list[str] = []
 
         def on_dispatch(config: RunConfig) -> None:
             store.mark_running([config.run_id])
 
         def on_result(config: RunConfig, result: RunResult) -> None:
             store.record(result, threads=threads)
+            if result.status in counts:
+                counts[result.status] += 1
+            if result.status == "failed" and result.error:
+                errors.append(result.error.strip().splitlines()[-1])
             if progress.on_result:
                 progress.on_result(by_id[config.run_id], result)
 
@@ -123,4 +147,7 @@ def run_study(
         trained=len(todo),
         skipped=len(runs) - len(todo),
         wall_time=time.perf_counter() - started,
+        failed=counts["failed"],
+        diverged=counts["diverged"],
+        first_error=errors[0] if errors else None,
     )

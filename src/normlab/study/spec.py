@@ -89,7 +89,8 @@ RUN_FIELDS = {f.name for f in fields(RunConfig)}
 FACTOR_KEYS = tuple(
     f.name
     for f in fields(RunConfig)
-    if f.name not in ("lr", "seed", "dataset", "dataset_options", "norm_options")
+    if f.name
+    not in ("lr", "seed", "dataset", "dataset_options", "norm_options", "data_fingerprint")
 )
 """Factors other than norm options: run-config fields (lr and seed are the protocol's and the
 seeds'; one study has one dataset)."""

@@ -68,9 +68,28 @@ class RunConfig:
     """Adaptive gradient clipping threshold lambda (Brock et al. 2021), unit-wise; None: off."""
     seed: int = 0
     """Initialization, data order and dropout seed; the same seed gives every norm the same order."""
+    augment: bool = False
+    """Standard 32x32 augmentation of every training batch: random crop with 4-pixel zero padding
+    and horizontal flip, drawn from (seed, step) (``data/augment.py``)."""
+    classes_per_batch: int | None = None
+    """Correlated (non-i.i.d.) mini-batches: every batch drawn from exactly this many classes
+    (``data/order.py``); None: the ``sampler``'s batches."""
+    data_fingerprint: str = ""
+    """Content hash of the data files the run reads, set by the planner ("" for built-in data):
+    a changed file gives new runs, never results mixed across data."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that identify the run: all of them, except that a field added after the
+        first release is left out while at its default, so that runs recorded before it existed
+        keep their ids (and an old output folder resumes)."""
+        data = self.to_dict()
+        for name in ADDED_FIELDS:
+            if data[name] == _DEFAULTS[name]:
+                del data[name]
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -83,8 +102,9 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        """Content hash of the config: a run's identity in the store."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        """Content hash of :meth:`identity`: a run's identity in the store."""
+        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -96,3 +116,8 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **changes})
+
+
+ADDED_FIELDS = ("model", "augment", "classes_per_batch", "data_fingerprint")
+"""RunConfig fields added after the first release (see :meth:`RunConfig.identity`)."""
+_DEFAULTS = {f.name: f.default for f in fields(RunConfig) if f.name in ADDED_FIELDS}

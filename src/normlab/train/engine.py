@@ -18,7 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.data import Dataset, batches_per_epoch, check_sampler, epoch_order, load_dataset
+from normlab.data import (
+    Dataset,
+    augment_batch,
+    batches_per_epoch,
+    check_sampler,
+    epoch_order,
+    load_dataset,
+)
 from normlab.errors import NormlabError
 from normlab.models import INITS as INITS  # re-exported: study/checks.py reads the valid inits
 from normlab.models import MODELS, check_init, model_options, resnet
@@ -53,6 +60,17 @@ def check_config(config: RunConfig, dataset: Dataset) -> None:
     if config.agc_clip is not None:
         check_clipping(config.agc_clip)
     check_sampler(config.sampler)
+    if config.classes_per_batch is not None:
+        # The sampler refuses what it cannot draw (k above the classes, batch below k, ...).
+        epoch_order(
+            config.seed,
+            0,
+            num_train,
+            config.batch_size,
+            config.sampler,
+            labels=dataset.y_train,
+            classes_per_batch=config.classes_per_batch,
+        )
     if config.bn_momentum is not None and not 0.0 < config.bn_momentum <= 1.0:
         raise NormlabError(f"bn_momentum must be in (0, 1], got {config.bn_momentum}")
     model_norm_options(config)
@@ -160,10 +178,18 @@ def train_run(
         model.train()
         loss_sum = correct_sum = seen = 0.0
         order = epoch_order(
-            config.seed, epoch, len(y_train), config.batch_size, config.sampler, labels=y_train
+            config.seed,
+            epoch,
+            len(y_train),
+            config.batch_size,
+            config.sampler,
+            labels=y_train,
+            classes_per_batch=config.classes_per_batch,
         )
         for batch in order:
             x, y = x_train[batch], y_train[batch]
+            if config.augment:
+                x = augment_batch(x, config.seed, step)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             loss_value = loss.item()

@@ -23,6 +23,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -93,6 +94,11 @@ def _load_file(ref: str, target: str) -> ModuleType:
 
 
 def _import_module(ref: str, target: str) -> ModuleType:
+    # The current folder is importable as under `python -m` (the console script's sys.path
+    # lacks it): `normlab run --model mypkg.nets:make` works from the project's folder.
+    added = os.getcwd() not in sys.path
+    if added:
+        sys.path.append(os.getcwd())
     try:
         return importlib.import_module(target)
     except ImportError as error:
@@ -101,6 +107,22 @@ def _import_module(ref: str, target: str) -> ModuleType:
         raise NormlabError(
             f"model {ref!r}: importing {target} raised {_one_line(error)}"
         ) from error
+    finally:
+        if added:
+            sys.path.remove(os.getcwd())
+
+
+def absolute_ref(ref: str, folder: str | Path | None = None) -> str:
+    """``ref`` with a relative ``file.py`` made absolute (relative to ``folder``, default the
+    current one), so that a study does not depend on where it was started; names and
+    ``pkg.module:factory`` references are returned as they are."""
+    target, colon, attribute = ref.rpartition(":")
+    if not colon or not target or not _is_file(target):
+        return ref
+    path = Path(target).expanduser()
+    if not path.is_absolute():
+        path = Path(folder or Path.cwd()) / path
+    return f"{path.resolve()}:{attribute}"
 
 
 def resolve_factory(ref: str) -> Callable[..., Any]:

@@ -1,0 +1,45 @@
+"""Model factories as a user writes them, referenced by path from the end-to-end tests."""
+
+from torch import nn
+
+import normlab
+
+
+def with_norm(num_classes, in_channels, norm, norm_options=None):
+    """Takes ``norm``: builds the requested normalization itself."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 8, 3, padding=1),
+        normlab.make_norm(norm, 8, **(norm_options or {})),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, num_classes),
+    )
+
+
+def plain_bn(num_classes, in_channels):
+    """No ``norm`` argument: its BatchNorm2d is swapped by normlab to reach other norms."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, num_classes),
+    )
+
+
+def no_norm(num_classes, in_channels):
+    """Nothing to vary: refused for a study of norms."""
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
+
+
+class _Raises(nn.Module):
+    def forward(self, x):
+        raise RuntimeError("this model cannot train with GroupNorm")
+
+
+def fails_with_gn(num_classes, in_channels, norm, norm_options=None):
+    """Builds for every norm, but its gn variant raises in training: a failed run."""
+    model = with_norm(num_classes, in_channels, norm, norm_options)
+    return nn.Sequential(_Raises(), model) if norm == "gn" else model
