@@ -2,6 +2,7 @@
 the normalization-free variants (Fixup, SkipInit) chosen by ``init``."""
 
 from .blocks import DROPOUT_POSITIONS, FixupBlock, ScalarBias, SeedBlock, SkipInitBlock, seed_block
+from .dropout import SeededDropout, dropout_generator, seed_dropout
 from .init import (
     INIT_DESCRIPTIONS,
     INITS,
@@ -25,12 +26,15 @@ __all__ = [
     "FixupBlock",
     "ResNet",
     "ScalarBias",
+    "SeededDropout",
     "SeedBlock",
     "SkipInitBlock",
     "check_init",
+    "dropout_generator",
     "fixup_branch_scale",
     "fixup_scalars",
     "initialize_fixup",
     "resnet",
     "seed_block",
+    "seed_dropout",
 ]
