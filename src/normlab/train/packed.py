@@ -105,9 +105,6 @@ def pack_key(config: RunConfig) -> str | None:
         return None
     shared = {k: v for k, v in config.to_dict().items() if k not in PER_RUN_FIELDS}
     shared["effective_norm_options"] = model_norm_options(config)
-    # A dropout position without dropout is no layer: such runs join the packs of "head".
-    if config.dropout == 0.0:
-        shared["dropout_position"] = "head"
     return json.dumps(shared, sort_keys=True, separators=(",", ":"), default=str)
 
 
