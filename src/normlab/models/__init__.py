@@ -12,6 +12,7 @@ from .cifar_resnet import (
     resnet32,
     resnet56,
 )
+from .dropout import SeededDropout, dropout_generator, seed_dropout
 from .init import (
     INIT_DESCRIPTIONS,
     INITS,
@@ -50,6 +51,7 @@ __all__ = [
     "PreActResNet",
     "ResNet",
     "ScalarBias",
+    "SeededDropout",
     "SeedBlock",
     "ShortcutA",
     "SkipInitBlock",
@@ -57,6 +59,7 @@ __all__ = [
     "check_init",
     "cifar_resnet",
     "describe_models",
+    "dropout_generator",
     "fixup_branch_scale",
     "fixup_scalars",
     "initialize_fixup",
@@ -70,4 +73,5 @@ __all__ = [
     "resnet32",
     "resnet56",
     "seed_block",
+    "seed_dropout",
 ]

@@ -32,6 +32,8 @@ from torch import nn
 
 from normlab.norms import WSConv2d, make_norm, norm_entry
 
+from .dropout import SeededDropout
+
 DROPOUT_POSITIONS = ("head", "before_norm", "after_norm")
 """Where ``dropout`` acts: before the classifier only, or in every block before/after each norm."""
 
@@ -82,7 +84,7 @@ class SeedBlock(nn.Module):
         self.norm2 = make_norm(norm, filters, **options)
         self.relu = nn.ReLU()
         block_dropout = dropout if dropout_position != "head" else 0.0
-        self.dropout = nn.Dropout(block_dropout) if block_dropout > 0 else nn.Identity()
+        self.dropout = SeededDropout(block_dropout) if block_dropout > 0 else nn.Identity()
         self.dropout_before_norm = dropout_position == "before_norm"
         self.shortcut: nn.Module = nn.Identity()
         if in_channels != filters or stride != 1:

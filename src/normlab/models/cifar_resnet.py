@@ -34,6 +34,7 @@ from normlab.errors import NormlabError
 from normlab.norms import make_norm, norm_entry
 
 from .blocks import conv2d
+from .dropout import SeededDropout
 
 CIFAR_WIDTHS = (16, 32, 64)
 """Channels of the three stages (He et al. 2016, Sec. 4.2)."""
@@ -130,7 +131,7 @@ class CifarResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = SeededDropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(channels, num_classes)
         with torch.no_grad():
             for module in self.modules():

@@ -27,6 +27,7 @@ from normlab.errors import NormlabError
 from normlab.norms import make_norm, norm_entry
 
 from .blocks import conv2d
+from .dropout import SeededDropout
 
 PREACT_WIDTHS = (64, 128, 256, 512)
 PREACT_BLOCKS = (2, 2, 2, 2)
@@ -99,7 +100,7 @@ class PreActResNet(nn.Module):
         self.final_norm = make_norm(norm, channels, **options)
         self.relu = nn.ReLU()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = SeededDropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(channels, num_classes)
         with torch.no_grad():
             for module in self.modules():

@@ -22,6 +22,7 @@ from normlab.errors import NormlabError
 from normlab.norms import make_norm, norm_entry
 
 from .blocks import DROPOUT_POSITIONS, ScalarBias, conv2d
+from .dropout import SeededDropout
 from .init import block_class, check_init, initialize
 
 
@@ -79,7 +80,7 @@ class ResNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
         head_dropout = dropout if dropout_position == "head" else 0.0
-        self.dropout = nn.Dropout(head_dropout) if head_dropout > 0 else nn.Identity()
+        self.dropout = SeededDropout(head_dropout) if head_dropout > 0 else nn.Identity()
         # Fixup: a scalar bias before the linear classifier too.
         self.head_bias: nn.Module = ScalarBias() if fixup else nn.Identity()
         self.fc = nn.Linear(channels, num_classes)

@@ -13,6 +13,14 @@ from .ghost import GhostBatchNorm, ghost_batch_norm
 from .group import group_norm, instance_norm, layer_norm_chw
 from .identity import NoNorm, no_norm
 from .layer import ChannelLayerNorm, layer_norm_keras
+from .packed import (
+    PACKINGS,
+    PackedChannelLayerNorm,
+    pack_norm,
+    packing_problem,
+    stack_layers,
+    unstack_into,
+)
 from .registry import (
     NormEntry,
     make_norm,
@@ -27,7 +35,12 @@ from .weight_std import WSConv2d, standardize_weight
 
 register(
     NormEntry(
-        "bn", batch_norm, "Ioffe & Szegedy 2015 (PyTorch defaults)", True, running_momentum=True
+        "bn",
+        batch_norm,
+        "Ioffe & Szegedy 2015 (PyTorch defaults)",
+        True,
+        running_momentum=True,
+        packing="channel",
     )
 )
 register(
@@ -37,9 +50,12 @@ register(
         "Ioffe & Szegedy 2015 (Keras defaults)",
         True,
         running_momentum=True,
+        packing="channel",
     )
 )
-register(NormEntry("none", no_norm, "no normalization", False, train_equals_eval=True))
+register(
+    NormEntry("none", no_norm, "no normalization", False, train_equals_eval=True, packing="channel")
+)
 register(
     NormEntry(
         "ln",
@@ -47,14 +63,22 @@ register(
         "Ba et al. 2016 (Keras, per position)",
         False,
         train_equals_eval=True,
+        packing="position",
     )
 )
 register(
     NormEntry(
-        "ln_chw", layer_norm_chw, "Ba et al. 2016 (over C,H,W)", False, train_equals_eval=True
+        "ln_chw",
+        layer_norm_chw,
+        "Ba et al. 2016 (over C,H,W)",
+        False,
+        train_equals_eval=True,
+        packing="group",
     )
 )
-register(NormEntry("gn", group_norm, "Wu & He 2018", False, train_equals_eval=True))
+register(
+    NormEntry("gn", group_norm, "Wu & He 2018", False, train_equals_eval=True, packing="group")
+)
 register(
     NormEntry(
         "in",
@@ -62,16 +86,27 @@ register(
         "Ulyanov et al. 2016 (InstanceNorm, affine)",
         False,
         train_equals_eval=True,
+        packing="group",
     )
 )
 register(
     NormEntry(
-        "gbn", ghost_batch_norm, "Hoffer et al. 2017 (Ghost BatchNorm)", True, running_momentum=True
+        "gbn",
+        ghost_batch_norm,
+        "Hoffer et al. 2017 (Ghost BatchNorm)",
+        True,
+        running_momentum=True,
+        packing="channel",
     )
 )
 register(
     NormEntry(
-        "brn", batch_renorm, "Ioffe 2017 (Batch Renormalization)", True, running_momentum=True
+        "brn",
+        batch_renorm,
+        "Ioffe 2017 (Batch Renormalization)",
+        True,
+        running_momentum=True,
+        packing="channel",
     )
 )
 register(
@@ -82,6 +117,7 @@ register(
         False,
         # Running statistics, but fixed: the same transform in training and inference.
         train_equals_eval=True,
+        packing="channel",
     )
 )
 register(
@@ -91,15 +127,28 @@ register(
         "Singh & Krishnan 2020 (FRN + TLU)",
         False,
         train_equals_eval=True,
+        packing="channel",
     )
 )
 register(
     NormEntry(
-        "evonorm_s0", evonorm_s0, "Liu et al. 2020 (EvoNorm-S0)", False, train_equals_eval=True
+        "evonorm_s0",
+        evonorm_s0,
+        "Liu et al. 2020 (EvoNorm-S0)",
+        False,
+        train_equals_eval=True,
+        packing="group",
     )
 )
 register(
-    NormEntry("evonorm_b0", evonorm_b0, "Liu et al. 2020 (EvoNorm-B0)", True, running_momentum=True)
+    NormEntry(
+        "evonorm_b0",
+        evonorm_b0,
+        "Liu et al. 2020 (EvoNorm-B0)",
+        True,
+        running_momentum=True,
+        packing="channel",
+    )
 )
 register(
     NormEntry(
@@ -109,6 +158,7 @@ register(
         False,
         weight_standardized_conv=True,
         train_equals_eval=True,
+        packing="group",
     )
 )
 register(
@@ -118,10 +168,12 @@ register(
         "Summers & Dinneen 2020 (batch + group norm)",
         True,
         running_momentum=True,
+        packing="group",
     )
 )
 
 __all__ = [
+    "PACKINGS",
     "BatchGroupNorm",
     "BatchNorm",
     "BatchRenorm",
@@ -134,11 +186,16 @@ __all__ = [
     "NoNorm",
     "NormEntry",
     "NormlabError",
+    "PackedChannelLayerNorm",
     "WSConv2d",
     "make_norm",
     "norm_entry",
     "norm_names",
+    "pack_norm",
+    "packing_problem",
     "register",
+    "stack_layers",
     "standardize_weight",
+    "unstack_into",
     "uses_batch_statistics",
 ]

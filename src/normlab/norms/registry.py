@@ -36,6 +36,12 @@ class NormEntry:
     """True when the training-mode forward computes exactly the eval-mode forward (no batch
     statistics, no running statistics used or updated in training, no noise), so evaluating in
     training mode changes nothing. False, the safe default, unless that is known."""
+    packing: str | None = None
+    """How K runs' layers become one layer of a packed model (``norms/packed.py``), or None
+    when the layer cannot be packed exactly (its runs then train one by one): ``channel``
+    (statistics and parameters per channel, or per sample and channel: the same layer over
+    K*C channels), ``group`` (per group of channels: K*G groups over K*C channels) or
+    ``position`` (each position across one run's channels: Keras layer normalization)."""
 
 
 _REGISTRY: dict[str, NormEntry] = {}

@@ -28,7 +28,7 @@ from normlab.data import (
 )
 from normlab.errors import NormlabError
 from normlab.models import INITS as INITS  # re-exported: study/checks.py reads the valid inits
-from normlab.models import MODELS, check_init, model_options, resnet
+from normlab.models import MODELS, check_init, model_options, resnet, seed_dropout
 from normlab.norms import norm_entry, uses_batch_statistics
 
 from .agc import adaptive_clip_gradients, check_clipping
@@ -113,7 +113,9 @@ def model_norm_options(config: RunConfig) -> dict[str, Any]:
 
 
 def build_model(config: RunConfig, dataset: Dataset) -> nn.Module:
-    """The run's model, initialized from the global RNG (seeded by the caller).
+    """The run's model, initialized from the global RNG (seeded by the caller); dropout masks of
+    normlab's models come from a stream of their own seeded by ``config.seed``
+    (``models/dropout.py``), so that a packed engine draws the same masks.
 
     ``model="resnet"``: the seed-block ResNet from depth, widths, dropout, dropout_position and
     init. Any other model reference goes through :func:`build_model_from_ref` with the run's
@@ -121,7 +123,7 @@ def build_model(config: RunConfig, dataset: Dataset) -> nn.Module:
     for built-ins that take it).
     """
     if config.model != "resnet":
-        return build_model_from_ref(
+        model = build_model_from_ref(
             config.model,
             num_classes=dataset.num_classes,
             in_channels=dataset.in_channels,
@@ -129,7 +131,9 @@ def build_model(config: RunConfig, dataset: Dataset) -> nn.Module:
             norm_options=model_norm_options(config),
             **model_build_options(config),
         )
-    return resnet(
+        seed_dropout(model, config.seed)
+        return model
+    model = resnet(
         norm=config.norm,
         depth=config.depth,
         widths=config.widths,
@@ -140,6 +144,8 @@ def build_model(config: RunConfig, dataset: Dataset) -> nn.Module:
         norm_options=model_norm_options(config),
         init=config.init,
     )
+    seed_dropout(model, config.seed)
+    return model
 
 
 def total_steps(config: RunConfig, num_examples: int) -> int:
@@ -199,8 +205,7 @@ def train_run(
                     step,
                     epochs,
                     train_time + _since(started),
-                    f"loss {loss_value:.4g} at step {step} (non-finite or above the explosion "
-                    "threshold)",
+                    training_loss_error(loss_value, step),
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -231,13 +236,7 @@ def train_run(
     # only a non-finite loss counts there: a large eval-mode loss can be BN's EMA statistics.
     final_loss = mean_loss(model, dataset.x_val, dataset.y_val)
     if not math.isfinite(final_loss):
-        return _diverged(
-            config,
-            step,
-            epochs,
-            train_time,
-            f"validation loss {final_loss:.4g} after the last step {step} (non-finite)",
-        )
+        return _diverged(config, step, epochs, train_time, validation_loss_error(final_loss, step))
     if weights_path is not None:
         torch.save(model.state_dict(), weights_path)
     test_acc = accuracy(model, dataset.x_test, dataset.y_test)
@@ -269,6 +268,16 @@ def train_runs(configs: Sequence[RunConfig], dataset: Dataset | None = None) -> 
     """Train several runs; the engine interface executors call (a packed engine trains a group
     of compatible runs at once behind this same signature)."""
     return [train_run(config, dataset) for config in configs]
+
+
+def training_loss_error(loss_value: float, step: int) -> str:
+    """The error text of a run whose training loss diverged before update ``step``."""
+    return f"loss {loss_value:.4g} at step {step} (non-finite or above the explosion threshold)"
+
+
+def validation_loss_error(final_loss: float, step: int) -> str:
+    """The error text of a run whose validation loss is non-finite after its last update."""
+    return f"validation loss {final_loss:.4g} after the last step {step} (non-finite)"
 
 
 def _since(started: float) -> float:
