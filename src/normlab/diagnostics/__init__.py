@@ -6,6 +6,9 @@ Pure functions on (model, data tensors) or on plain records, returning frozen da
 report or cli.
 """
 
+from .checks import WeightDecaySetting
+from .doctor import FIX_KINDS, examine, fix_checkpoint
+from .findings import Finding, format_findings
 from .gap import Decomposition, GapReport, decompose, inference_gap, precise_copy
 from .noise import LayerNoise, NoiseReport, batch_stat_noise
 from .stability import (
@@ -21,6 +24,12 @@ from .stability import (
 from .variance_shift import ShiftedLayer, VarianceShiftReport, variance_shift
 
 __all__ = [
+    "FIX_KINDS",
+    "Finding",
+    "WeightDecaySetting",
+    "examine",
+    "fix_checkpoint",
+    "format_findings",
     "Decomposition",
     "GapReport",
     "LayerNoise",
