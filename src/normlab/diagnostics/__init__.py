@@ -6,11 +6,11 @@ Pure functions on (model, data tensors) or on plain records, returning frozen da
 report or cli.
 """
 
-from .checks import WeightDecaySetting
 from .doctor import FIX_KINDS, examine, fix_checkpoint
 from .findings import Finding, format_findings
 from .gap import Decomposition, GapReport, decompose, inference_gap, precise_copy
 from .noise import LayerNoise, NoiseReport, batch_stat_noise
+from .setup_checks import WeightDecaySetting
 from .stability import (
     LearningRateRange,
     StabilityReport,

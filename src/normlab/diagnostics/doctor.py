@@ -3,15 +3,20 @@
 :func:`examine` runs the checks of ``checks.py`` on a user's model and a sample of its data and
 returns one :class:`~normlab.diagnostics.findings.Finding` per problem the measurements show:
 
+Measured statistics (``checks.py``):
+
 - ``bn-batch-noise``: BN at the per-step batch size with mini-batch statistics noisier than
   ``checks.NOISE_THRESHOLD`` (from ``noise.py``);
 - ``ema-horizon``: the running statistics' horizon 1/momentum longer than an epoch;
 - ``eval-train-gap``: eval() accuracy below train-mode (batch statistics) accuracy, and how much
   PreciseBN recovers (from ``gap.py``);
 - ``dropout-before-bn``: dropout shifting a BN's input variance (from ``variance_shift.py``);
+- ``grad-accumulation-bn``: accumulation N > 1, statistics over B instead of B x N;
+
+Set-up (``setup_checks.py``):
+
 - ``weight-decay-on-norm``: weight decay on BN scales/shifts (optimizer groups or setting);
 - ``frozen-bn-updating``: BN parameters frozen but running statistics still updating;
-- ``grad-accumulation-bn``: accumulation N > 1, statistics over B instead of B x N;
 - ``sync-bn-inactive``: SyncBatchNorm without CUDA or without a process group;
 - ``batch-one-failure``: a training-mode forward of one example fails.
 
@@ -31,22 +36,24 @@ from normlab.errors import NormlabError
 from normlab.surgery import freeze_bn
 
 from .checks import (
-    WeightDecaySetting,
     check_batch_noise,
-    check_batch_of_one,
     check_dropout_before_bn,
     check_ema_horizon,
     check_eval_gap,
-    check_frozen_updating,
     check_grad_accumulation,
-    check_norm_weight_decay,
-    check_sync_batch_norm,
     noise_for_doctor,
 )
 from .findings import Finding
 from .gap import precise_copy
 from .layers import batch_norm_layers
 from .noise import DEFAULT_BATCH_SIZES
+from .setup_checks import (
+    WeightDecaySetting,
+    check_batch_of_one,
+    check_frozen_updating,
+    check_norm_weight_decay,
+    check_sync_batch_norm,
+)
 
 FIX_KINDS = ("precise_bn", "freeze_bn")
 

@@ -28,6 +28,11 @@ class Finding:
         return asdict(self)
 
 
+def top_values(values: dict[str, float], count: int = 3) -> dict[str, float]:
+    """The ``count`` largest entries, largest first (evidence stays short)."""
+    return dict(sorted(values.items(), key=lambda item: -item[1])[:count])
+
+
 def _format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
