@@ -2,8 +2,9 @@
 the usable learning-rate range.
 
 Everything here works on numbers a run already records (per-step losses, per-step gradient
-norms, final train loss and accuracy, per-run validation accuracy), except
-:func:`global_gradient_norm`, which the engine calls after ``loss.backward()``.
+norms, final train loss and accuracy, per-run validation accuracy). The per-step gradient norm
+comes from :func:`global_gradient_norm` (``train/gradients.py``, re-exported here), which the
+engine calls after ``loss.backward()``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from statistics import median
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from normlab.errors import NormlabError
 from normlab.train.engine import EXPLODED_LOSS_FACTOR
+from normlab.train.gradients import global_gradient_norm as global_gradient_norm
 
 SPIKE_FACTOR = 2.0
 """k: a step's loss above k x the running median is a spike. 2 means the loss doubled against
@@ -60,20 +60,6 @@ def loss_spikes(
             starts.append(step)
         previous_spiking = spiking
     return tuple(starts)
-
-
-def global_gradient_norm(model: nn.Module) -> float:
-    """L2 norm of all gradients of ``model`` together, ``sqrt(sum_p ||grad_p||^2)``; call it
-    after ``loss.backward()`` (before clipping, to record what the loss produced). Parameters
-    without a gradient are skipped; 0.0 when none has one."""
-    norms = [
-        torch.linalg.vector_norm(p.grad.detach(), dtype=torch.float64)
-        for p in model.parameters()
-        if p.grad is not None
-    ]
-    if not norms:
-        return 0.0
-    return float(torch.linalg.vector_norm(torch.stack(norms)))
 
 
 def divergence_step(
