@@ -128,7 +128,11 @@ def check_eval_gap(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 ) -> list[Finding]:
     """Eval-mode accuracy below train-mode (batch statistics) or PreciseBN accuracy by more than
-    :data:`ACCURACY_GAP_FLOOR` or two standard errors; PreciseBN's recovery is the evidence."""
+    :data:`ACCURACY_GAP_FLOOR` or two standard errors; PreciseBN's recovery is the evidence.
+
+    PreciseBN goes over the same sample it is evaluated on: population statistics use no
+    labels, and over a few hundred examples the advantage of having seen the test inputs is
+    small next to a stale EMA."""
     gap = inference_gap(model, x, x, y, batch_size)
     best = max(gap.batch_acc, gap.precise_acc)
     tolerance = _tolerance(best, len(y))
