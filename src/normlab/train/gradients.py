@@ -1,0 +1,23 @@
+"""Gradient statistics the engine can record per step (the diagnostics' stability records read
+them). Here, in ``train``, so that the engine can call it without importing a layer above."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def global_gradient_norm(model: nn.Module) -> float:
+    """L2 norm of all gradients of ``model`` together, ``sqrt(sum_p ||grad_p||^2)`` (float64).
+
+    Call it after ``loss.backward()`` and before any clipping, to record what the loss produced.
+    Parameters without a gradient are skipped; 0.0 when none has one.
+    """
+    norms = [
+        torch.linalg.vector_norm(p.grad.detach(), dtype=torch.float64)
+        for p in model.parameters()
+        if p.grad is not None
+    ]
+    if not norms:
+        return 0.0
+    return float(torch.linalg.vector_norm(torch.stack(norms)))
