@@ -121,7 +121,7 @@ def test_a_version_1_store_is_migrated_forward_keeping_its_runs(tmp_path):
     with open_store(path) as store:
         (record,) = store.records("old")
         columns = {row[1] for row in store.connection.execute("PRAGMA table_info(runs)")}
-    assert read_version(path) == SCHEMA_VERSION == 3
+    assert read_version(path) == SCHEMA_VERSION == 4
     assert (record["run_id"], record["status"], record["test_acc"]) == (
         run.config.run_id,
         "done",
@@ -239,3 +239,27 @@ def test_open_without_create_needs_a_store(tmp_path):
     with pytest.raises(NormlabError, match="no normlab store"):
         open_store(tmp_path / "normlab.db", create=False)
     assert not (tmp_path / "normlab.db").exists()
+
+
+def test_pack_size_device_collapse_and_diagnostics_are_recorded(tmp_path):
+    from normlab.train import RunResult
+
+    run = planned(5)
+    result = RunResult(
+        run_id=run.config.run_id,
+        status="done",
+        test_acc=0.5,
+        pack_size=16,
+        device="cpu",
+        collapsed=False,
+        diagnostics={"gap": {"running_acc": 0.5, "precise_acc": 0.52}},
+    )
+    with open_store(tmp_path / "normlab.db") as store:
+        store.add_study("s", "s", {})
+        store.add_runs("s", [run])
+        store.record(result)
+        store.record(result)  # recorded again (a retried run): one row per kind, not two
+        (record,) = store.records("s")
+        found = store.diagnostics("s")
+    assert (record["pack_size"], record["device"], record["collapsed"]) == (16, "cpu", 0)
+    assert found == {run.config.run_id: {"gap": {"precise_acc": 0.52, "running_acc": 0.5}}}

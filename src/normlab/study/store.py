@@ -33,7 +33,7 @@ from normlab.train import RunResult
 
 from .plan import PlannedRun
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 FINISHED = ("done", "diverged")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -87,6 +87,17 @@ MIGRATIONS: dict[int, str] = {
     3: """
     ALTER TABLE studies ADD COLUMN data_files TEXT;
     """,
+    4: """
+    ALTER TABLE runs ADD COLUMN pack_size INTEGER;
+    ALTER TABLE runs ADD COLUMN device TEXT;
+    ALTER TABLE runs ADD COLUMN collapsed INTEGER;
+    CREATE TABLE diagnostics (
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        kind TEXT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (run_id, kind)
+    );
+    """,
 }
 """Version -> SQL that brings a store from version - 1 to version.
 
@@ -94,7 +105,10 @@ v2: runs shared between studies (``study_runs``); torch threads of each run (flo
 on the thread count through reduction order).
 v3: the data files a study was planned on (``studies.data_files``: JSON list of [path, size,
 sha256]), so that resuming on changed data is refused; NULL for studies of built-in data and for
-studies recorded before v3."""
+studies recorded before v3.
+v4: per run, the pack size it trained in, its device and whether it collapsed (finished at
+chance); table ``diagnostics``: one JSON record per run and kind (``gap``, ``stability``,
+``noise``, ``variance_shift``)."""
 
 RESULT_COLUMNS = (
     "test_acc",
@@ -106,6 +120,9 @@ RESULT_COLUMNS = (
     "wall_time",
     "images_per_sec",
     "error",
+    "pack_size",
+    "device",
+    "collapsed",
 )
 
 
@@ -222,6 +239,14 @@ class Store:
                 (result.status, *values, threads, time.time(), result.run_id),
             )
             self.connection.execute("DELETE FROM epochs WHERE run_id = ?", (result.run_id,))
+            self.connection.execute("DELETE FROM diagnostics WHERE run_id = ?", (result.run_id,))
+            self.connection.executemany(
+                "INSERT INTO diagnostics VALUES (?, ?, ?)",
+                [
+                    (result.run_id, kind, json.dumps(record, sort_keys=True))
+                    for kind, record in result.diagnostics.items()
+                ],
+            )
             self.connection.executemany(
                 "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?)",
                 [
@@ -253,6 +278,16 @@ class Store:
             record["cell"] = json.loads(record["cell"])
             records.append(record)
         return records
+
+    def diagnostics(self, study_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Run id -> {kind: record} for the runs of ``study_id`` (every study if None)."""
+        query = "SELECT diagnostics.run_id, kind, record FROM diagnostics"
+        if study_id:
+            query += " JOIN study_runs USING (run_id) WHERE study_runs.study_id = ?"
+        found: dict[str, dict[str, Any]] = {}
+        for run_id, kind, record in self.connection.execute(query, (study_id,) if study_id else ()):
+            found.setdefault(run_id, {})[kind] = json.loads(record)
+        return found
 
     def curves(self, run_id: str) -> list[dict[str, Any]]:
         cursor = self.connection.execute(

@@ -40,6 +40,16 @@ class RunResult:
     epochs: list[EpochRecord] = field(default_factory=list)
     error: str | None = None
     """Why it diverged (step and loss) or the traceback of a failure."""
+    pack_size: int = 1
+    """Runs trained together as one packed model (1: trained alone)."""
+    device: str = "cpu"
+    """Where it trained (``cpu`` or ``cuda``)."""
+    collapsed: bool | None = None
+    """Finished at chance (final train loss about ln(classes), accuracy about 1/classes); None
+    when not judged (a run that did not finish)."""
+    diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Diagnostic records by kind (``gap``, ``stability``, ``noise``, ``variance_shift``), plain
+    JSON-able dicts; the store keeps one row per kind."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
