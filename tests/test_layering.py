@@ -38,12 +38,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("normlab",),  # the package's own __init__: the public Python API, re-exported from below
     ("study", "analysis", "report", "diagnostics"),
     ("train",),
-    ("models", "surgery"),
+    ("models", "surgery", "norm_tail"),
     ("norms",),
 )
 SAME_LAYER: dict[str, tuple[str, ...]] = {
     "report": ("analysis",),  # a report renders the analysis of plain records
     "study": ("diagnostics",),  # studies run diagnostics after training; the store keeps them
+    "surgery": ("norm_tail",),  # what a BatchNorm subclass does beyond normalizing, for swaps
 }
 """Imports allowed between packages of one layer (any other is a violation)."""
 DATA_USERS = ("train", "study", "diagnostics", "commands", "cli")
