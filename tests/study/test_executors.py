@@ -85,7 +85,7 @@ def test_a_failing_run_is_recorded_with_its_traceback_and_the_rest_go_on(monkeyp
 def test_train_pinned_sets_and_restores_torch_threads(monkeypatch):
     seen = []
     monkeypatch.setattr(
-        executors, "train_safely", lambda unit: seen.append(torch.get_num_threads())
+        executors, "train_safely", lambda unit, execution: seen.append(torch.get_num_threads())
     )
     torch.set_num_threads(1)
     train_pinned(configs(1), 2)

@@ -46,6 +46,7 @@ from normlab.train import RunConfig, RunResult, train_runs
 from .ray_executor import run_ray
 from .work import (
     DispatchCallback,
+    Execution,
     ResultCallback,
     dataset_for,
     failed_result,
@@ -56,11 +57,14 @@ from .work import (
 )
 
 EXECUTORS = ("local", "ray")
+DEFAULT_EXECUTION = Execution()
 LIVENESS_CHECK_SECONDS = 1.0
 """How often the driver checks that no pool worker died while every run in flight is long."""
 
 
-def train_safely(unit: Sequence[RunConfig]) -> list[RunResult]:
+def train_safely(
+    unit: Sequence[RunConfig], execution: Execution = DEFAULT_EXECUTION
+) -> list[RunResult]:
     """Train one unit of runs; an exception fails the unit's runs with its traceback."""
     try:
         return train_runs(unit, dataset_for(unit[0]))
@@ -69,12 +73,14 @@ def train_safely(unit: Sequence[RunConfig]) -> list[RunResult]:
         return [failed_result(config, error) for config in unit]
 
 
-def train_pinned(unit: Sequence[RunConfig], threads: int) -> list[RunResult]:
+def train_pinned(
+    unit: Sequence[RunConfig], threads: int, execution: Execution = DEFAULT_EXECUTION
+) -> list[RunResult]:
     """:func:`train_safely` with torch pinned to ``threads`` (what every worker executes)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return train_safely(unit)
+        return train_safely(unit, execution)
     finally:
         torch.set_num_threads(previous)
 
@@ -88,20 +94,30 @@ def execute(
     threads: int | None = None,
     address: str | None = None,
     on_dispatch: DispatchCallback | None = None,
+    execution: Execution = DEFAULT_EXECUTION,
 ) -> None:
-    """Train ``configs`` with ``executor`` (see the module docstring for each one's options)."""
+    """Train ``configs`` with ``executor`` (see the module docstring for each one's options);
+    ``execution`` reaches every worker with each unit."""
     check_options(executor, workers, threads)
     if not configs:
         return  # nothing to train: do not start a pool or connect to a cluster
     threads = threads or default_threads(executor, workers)
     if executor == "local":
         workers = workers or os.cpu_count() or 1
-        run_local(configs, workers, on_result, threads=threads, on_dispatch=on_dispatch)
+        run_local(
+            configs,
+            workers,
+            on_result,
+            threads=threads,
+            on_dispatch=on_dispatch,
+            execution=execution,
+        )
     else:
         run_ray(
             configs,
             on_result,
             train=train_pinned,
+            execution=execution,
             payload=worker_payload(configs),
             workers=workers,
             threads=threads,
@@ -134,6 +150,7 @@ def run_local(
     *,
     threads: int | None = None,
     on_dispatch: DispatchCallback | None = None,
+    execution: Execution = DEFAULT_EXECUTION,
 ) -> None:
     """Train ``configs`` here (``workers == 1``) or in ``workers`` spawned processes."""
     check_options("local", workers, threads)
@@ -144,14 +161,16 @@ def run_local(
         for unit in units:
             for config in unit:
                 on_dispatch(config)
-            for config, result in zip(unit, train_pinned(unit, threads), strict=True):
+            for config, result in zip(unit, train_pinned(unit, threads, execution), strict=True):
                 on_result(config, result)
         return
     queue = list(reversed(units))
     payload = worker_payload(configs)
     while queue:
         # A fresh pool only after a worker died (BrokenProcessPool): its runs failed, the rest go on.
-        _run_pool(queue, min(workers, len(queue)), threads, on_result, on_dispatch, payload)
+        _run_pool(
+            queue, min(workers, len(queue)), threads, on_result, on_dispatch, payload, execution
+        )
 
 
 def _run_pool(
@@ -161,6 +180,7 @@ def _run_pool(
     on_result: ResultCallback,
     on_dispatch: DispatchCallback,
     payload: bytes,
+    execution: Execution,
 ) -> None:
     """Drain ``queue`` of work units (last first) through one pool of ``workers`` processes,
     each started with the driver's ``payload`` (:func:`~.work.worker_payload`)."""
@@ -176,7 +196,7 @@ def _run_pool(
                 unit = queue.pop()
                 for config in unit:
                     on_dispatch(config)
-                in_flight[pool.submit(train_pinned, unit, threads)] = unit
+                in_flight[pool.submit(train_pinned, unit, threads, execution)] = unit
             done, _ = futures.wait(
                 in_flight, timeout=LIVENESS_CHECK_SECONDS, return_when=futures.FIRST_COMPLETED
             )

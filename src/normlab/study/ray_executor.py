@@ -20,6 +20,7 @@ from normlab.train import RunConfig, RunResult
 
 from .work import (
     DispatchCallback,
+    Execution,
     ResultCallback,
     UnitTrainer,
     failed_result,
@@ -38,6 +39,7 @@ def run_ray(
     on_result: ResultCallback,
     *,
     train: UnitTrainer,
+    execution: Execution,
     payload: bytes,
     workers: int | None,
     threads: int,
@@ -79,7 +81,7 @@ def run_ray(
                     unit = queue.pop()
                     for config in unit:
                         on_dispatch(config)
-                    in_flight[task.remote(train, payload_ref, unit, threads)] = unit
+                    in_flight[task.remote(train, payload_ref, unit, threads, execution)] = unit
                 done, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in done:
                     unit = in_flight.pop(ref)
@@ -100,7 +102,11 @@ def run_ray(
 
 
 def _train_with_payload(
-    train: UnitTrainer, payload: bytes, unit: Sequence[RunConfig], threads: int
+    train: UnitTrainer,
+    payload: bytes,
+    unit: Sequence[RunConfig],
+    threads: int,
+    execution: Execution,
 ) -> list[RunResult]:
     install_payload(payload)  # once per Ray worker process (by content hash)
-    return train(unit, threads)
+    return train(unit, threads, execution)

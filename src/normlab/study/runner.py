@@ -25,7 +25,7 @@ from .executors import check_options, default_threads, execute
 from .plan import PlannedRun, check_plan, cost_order, expand
 from .spec import StudySpec
 from .store import FINISHED, Store, open_store
-from .work import dataset_for
+from .work import Execution, dataset_for
 
 STORE_NAME = "normlab.db"
 
@@ -95,6 +95,7 @@ def run_study(
     progress: StudyProgress | None = None,
     force_new: bool = False,
     threads: int | None = None,
+    execution: Execution | None = None,
 ) -> StudyOutcome:
     """Train every unfinished run of ``spec`` into ``out_dir/normlab.db``.
 
@@ -136,6 +137,7 @@ def run_study(
                 threads=threads,
                 address=address,
                 on_dispatch=on_dispatch,
+                execution=execution or Execution(),
             )
         finally:
             # Runs still marked running did not finish (interrupt or crash): retry on resume.

@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import cloudpickle
 
@@ -24,7 +25,24 @@ ResultCallback = Callable[[RunConfig, RunResult], None]
 """Called in the driver as each run's result arrives."""
 DispatchCallback = Callable[[RunConfig], None]
 """Called in the driver as each run is handed to a worker."""
-UnitTrainer = Callable[[Sequence[RunConfig], int], list[RunResult]]
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a study's runs train, beyond their configs: never part of a run's identity. The
+    driver builds one and every worker receives it with each unit."""
+
+    pack: str = "auto"
+    """Packed training of compatible runs: ``auto`` or ``off``."""
+    device: str = "auto"
+    """Where runs train: ``cpu``, ``cuda`` or ``auto``."""
+    weights_dir: str | None = None
+    """Folder where each run's final weights are kept (``run_id.pt``); None: not kept."""
+    diagnostics: tuple[str, ...] = ()
+    """Per-run diagnostics recorded after training (kinds of ``RunResult.diagnostics``)."""
+
+
+UnitTrainer = Callable[[Sequence[RunConfig], int, Execution], list[RunResult]]
 """Trains one unit of runs with torch pinned to a thread count, one result per run, never raising
 (:func:`normlab.study.executors.train_pinned`): what a worker or a Ray task executes."""
 
