@@ -98,3 +98,6 @@ def test_register_model(restore_registry):
     assert MODELS["tiny"].description == "again"
     with pytest.raises(NormlabError, match="must not contain ':'"):
         register_model(ModelEntry("pkg:tiny", tiny, "", "1x4x4"))
+    with pytest.raises(NormlabError, match="input shape '32x32' is not 'CxHxW'"):
+        register_model(ModelEntry("flat", tiny, "", "32x32"))
+    assert "flat" not in model_names()

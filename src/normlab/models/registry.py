@@ -50,6 +50,7 @@ def register_model(entry: ModelEntry, *, replace: bool = False) -> None:
         )
     if ":" in entry.name:
         raise NormlabError(f"model name {entry.name!r} must not contain ':' (that marks a factory)")
+    input_channels(entry.input_shape)  # a malformed shape fails here, not in `normlab list`
     MODELS[entry.name] = entry
 
 
@@ -108,10 +109,10 @@ def build_builtin_model(
 
 def input_channels(input_shape: str) -> int:
     """The channel count of an ``"CxHxW"`` input shape."""
-    try:
-        return int(input_shape.split("x")[0])
-    except ValueError:
-        raise NormlabError(f"input shape {input_shape!r} is not 'CxHxW'") from None
+    parts = input_shape.split("x")
+    if len(parts) != 3 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise NormlabError(f"input shape {input_shape!r} is not 'CxHxW' (e.g. '3x32x32')")
+    return int(parts[0])
 
 
 def describe_models() -> list[tuple[str, str, int, str]]:
