@@ -57,7 +57,9 @@ stderr = Console(stderr=True, highlight=False)
 def cli() -> None:
     """normlab: does batch normalization hinder training for my model, data and batch size?
 
-    Trains ResNets built from the write-up's blocks with each normalization under a fair
+    Trains ResNets built from the write-up's blocks (the write-up: a question with three Keras
+    residual blocks, BN / none / LayerNorm; docs/WRITEUP.md in the repository), or your own
+    model on your own data, with each normalization under a fair
     protocol and reports which normalization wins at each batch size.
     """
 

@@ -168,7 +168,7 @@ register_model(
     ModelEntry(
         "resnet",
         _seed_resnet,
-        "ResNet of the write-up's seed blocks, any input size (options depth, widths, "
+        "ResNet of the write-up's seed blocks (docs/WRITEUP.md), any input size (options depth, widths, "
         "dropout, dropout_position, init)",
         "1x8x8",
     )

@@ -27,8 +27,7 @@ def render_markdown(
         "",
         f"- Data: `{base['dataset']}`{_options(base.get('dataset_options'))}, fixed stratified "
         "train / val / test split; val selects the learning rate, test reports.",
-        f"- Model: ResNet of the write-up's seed blocks, depth {base['depth']}, widths "
-        f"{base['widths']}.",
+        f"- Model: {_model(base)}.",
         f"- Budget: {_budget(base)}; optimizer {base['optimizer']} (momentum "
         f"{base['momentum']}, weight decay {base['weight_decay']}), {base['schedule']} schedule.",
         f"- Learning rate: {_lr_protocol(lr)}.",
@@ -87,3 +86,19 @@ def _lr_protocol(lr: dict[str, Any]) -> str:
         f"tuned per cell on validation accuracy over {grid} at batch size "
         f"{lr['base_batch_size']}, moved with {lr['grid_scaling']} scaling of the batch size"
     )
+
+
+def _model(base: dict[str, Any]) -> str:
+    model = base.get("model", "resnet")
+    if model != "resnet":
+        text = f"`{model}`"
+    else:
+        text = (
+            f"ResNet of the write-up's seed blocks (docs/WRITEUP.md), depth {base['depth']}, "
+            f"widths {base['widths']}"
+        )
+    if base.get("augment"):
+        text += "; training batches augmented (random crop with 4-pixel padding, flip)"
+    if base.get("classes_per_batch"):
+        text += f"; correlated batches of {base['classes_per_batch']} classes each"
+    return text

@@ -56,7 +56,13 @@ def check_config(config: RunConfig, dataset: Dataset) -> None:
         raise NormlabError(f"epochs must be >= 1, got {config.epochs}")
     if config.steps is not None and config.steps < 1:
         raise NormlabError(f"steps must be >= 1, got {config.steps}")
-    check_init(config.init, config.norm)
+    if config.model == "resnet":
+        check_init(config.init, config.norm)
+    elif config.init != "default":
+        raise NormlabError(
+            f"init={config.init!r} applies to the seed ResNet (model 'resnet') only, not to "
+            f"model {config.model!r}"
+        )
     if config.agc_clip is not None:
         check_clipping(config.agc_clip)
     check_sampler(config.sampler)
