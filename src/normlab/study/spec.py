@@ -8,8 +8,10 @@ line and the key (``study.toml:14: factors.batch_size[1]: expected an integer, g
     seeds = [0, 1, 2]            # or a count: seeds = 3 -> 0, 1, 2; seed s = same data order for all
 
     [run]                        # fixed values of every run: any RunConfig field but lr and seed
-    dataset = "digits"
-    dataset_options = {}         # builder options, e.g. { num_examples = 600 } for synthetic
+    dataset = "digits"           # or shapes, or a path: CIFAR archive/folder, image folder, .npz
+    dataset_options = {}         # e.g. { max_train_examples = 2000 }; { num_examples = 600 } ...
+    # model = "resnet20"         # or "pkg.module:factory", "path/to/file.py:factory"
+    # augment = true             # random crop + flip;  classes_per_batch = 2: correlated batches
     depth = 8
     widths = [16, 32, 64]
     epochs = 8                   # the budget: equal examples across batch sizes ...
@@ -24,8 +26,9 @@ line and the key (``study.toml:14: factors.batch_size[1]: expected an integer, g
     batch_size = [8, 32, 128]
     # also: weight_decay, norm_weight_decay, dropout, dropout_position, momentum (the SGD
     # momentum), bn_momentum (running-statistics momentum of every norm that keeps running
-    # statistics), optimizer, init, schedule, depth, widths, epochs or steps, and sampler
-    # ("shuffle": a fresh permutation each epoch; "balanced": class-balanced mini-batches)
+    # statistics), optimizer, init, schedule, depth, widths, epochs or steps, model, augment,
+    # classes_per_batch, and sampler ("shuffle": a fresh permutation each epoch; "balanced":
+    # class-balanced mini-batches)
 
     [factors.norm_options.bn]    # an option varied for one norm: BN's running-average momentum
     momentum = [0.1, 0.01]       # (PyTorch convention); the other norms' cells do not split on it
