@@ -188,3 +188,29 @@ def test_batch_statistics_pass_is_skipped_only_where_it_equals_eval_mode(
     assert result.test_acc_batch_stats == computed
     if not batch_pass:
         assert result.test_acc_batch_stats == result.test_acc
+
+
+def test_augmentation_is_seeded_per_run_and_step(tiny_config, tiny_data, monkeypatch):
+    seen = []
+    real = engine.augment_batch
+
+    def spy(x, seed, step):
+        seen.append((seed, step, x.shape[0]))
+        return real(x, seed, step)
+
+    monkeypatch.setattr(engine, "augment_batch", spy)
+    augmented = tiny_config.replace(augment=True)
+    first, second = train_run(augmented, tiny_data), train_run(augmented, tiny_data)
+    plain = train_run(tiny_config, tiny_data)
+    steps = first.steps
+    assert seen[:steps] == [(tiny_config.seed, s, tiny_config.batch_size) for s in range(steps)]
+    assert [e.train_loss for e in first.epochs] == [e.train_loss for e in second.epochs]
+    assert [e.train_loss for e in first.epochs] != [e.train_loss for e in plain.epochs]
+
+
+def test_correlated_batches_train_and_impossible_ones_are_refused(tiny_config, tiny_data):
+    result = train_run(tiny_config.replace(classes_per_batch=2), tiny_data)
+    assert result.status == "done"
+    assert result.steps == tiny_config.epochs * (len(tiny_data.y_train) // tiny_config.batch_size)
+    with pytest.raises(NormlabError, match="classes"):
+        check_config(tiny_config.replace(classes_per_batch=99), tiny_data)
