@@ -271,11 +271,9 @@ def train_run(
             model, dataset.x_test, dataset.y_test, statistics="batch", batch_size=config.batch_size
         )
     last = epochs[-1]
-    trace.finished, trace.final_train_loss, trace.final_train_acc = (
-        True,
-        last.train_loss,
-        last.train_acc,
-    )
+    trace.finished = True
+    trace.final_train_loss, trace.final_train_acc = last.train_loss, last.train_acc
+    trace.test_acc, trace.test_acc_batch_stats = test_acc, test_acc_batch_stats
     result = RunResult(
         run_id=config.run_id,
         status="done",

@@ -253,6 +253,8 @@ def train_packed(
             last = curves[k][-1]
             traces[k].finished = True
             traces[k].final_train_loss, traces[k].final_train_acc = last.train_loss, last.train_acc
+            traces[k].test_acc = result.test_acc
+            traces[k].test_acc_batch_stats = result.test_acc_batch_stats
         # A run that did not finish gets its own model untrained: only its trace is meaningful.
         results[k] = with_diagnostics(
             result, after_training, configs[k], models[k], dataset, traces[k]

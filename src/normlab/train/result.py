@@ -36,6 +36,11 @@ class TrainingTrace:
     final_train_loss: float | None = None
     """Mean training loss of the last epoch (None when the run did not finish)."""
     final_train_acc: float | None = None
+    test_acc: float | None = None
+    """The run's test accuracy with running statistics (as in its result), when finished."""
+    test_acc_batch_stats: float | None = None
+    """... and with batch statistics at the training batch size: a diagnostic reuses both
+    instead of paying for the batch-statistics pass twice."""
 
 
 @dataclass(frozen=True)
