@@ -23,6 +23,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from normlab.analysis import summarize
+from normlab.commands.diagnose import diagnose
+from normlab.commands.doctor import doctor
 from normlab.data import DATASETS
 from normlab.errors import NormlabError
 from normlab.models import describe_models
@@ -399,6 +401,10 @@ def _rich_table(table: Table) -> RichTable:
     for row in table.rows:
         rich_table.add_row(*row)
     return rich_table
+
+
+cli.add_command(diagnose)
+cli.add_command(doctor)
 
 
 def main(argv: list[str] | None = None) -> int:

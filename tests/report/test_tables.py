@@ -79,4 +79,5 @@ def test_report_lists_diverged_runs_per_cell():
     diverged = dict(rows[0], status="diverged", test_acc=None, test_acc_batch_stats=None)
     diverged["config"] = dict(rows[0]["config"], seed=1)
     text = render_markdown("t", SPEC, summarize([*rows, diverged]), {"done": 4}, {"bn"})
-    assert "Diverged runs over the whole lr grid, per cell: norm=bn, batch_size=2: 1." in text
+    assert "per cell (collapsed: finished at chance" in text
+    assert "norm=bn, batch_size=2: 1 diverged, 0 collapsed." in text

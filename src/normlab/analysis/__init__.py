@@ -2,20 +2,24 @@
 
 from .summary import (
     CellSummary,
+    LearningRateRange,
     Winner,
     context,
     format_mean_std,
     summarize,
+    usable_lr_range,
     variant,
     winners,
 )
 
 __all__ = [
     "CellSummary",
+    "LearningRateRange",
     "Winner",
     "context",
     "format_mean_std",
     "summarize",
+    "usable_lr_range",
     "variant",
     "winners",
 ]

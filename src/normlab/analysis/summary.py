@@ -10,6 +10,7 @@ an unstable lr is not selected for a lucky seed; ties go to the smaller lr); the
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -40,6 +41,13 @@ class CellSummary:
     """Runs of the cell (all lrs and seeds) that finished: done or diverged."""
     planned: int
     """Runs of the cell in the store (pending, running and failed ones too)."""
+    collapsed: int = 0
+    """Runs at the selected lr that finished at chance (``done`` but ``collapsed``)."""
+    collapsed_total: int = 0
+    """Collapsed runs over the whole lr grid."""
+    precise_accs: tuple[float, ...] = ()
+    """Test accuracies with PreciseBN statistics (the ``gap`` diagnostic) of the finished runs at
+    the selected lr that recorded one (norms with running statistics)."""
 
     @property
     def complete(self) -> bool:
@@ -53,6 +61,10 @@ class CellSummary:
     @property
     def test_std(self) -> float | None:
         return statistics.stdev(self.test_accs) if len(self.test_accs) > 1 else None
+
+    @property
+    def precise_mean(self) -> float | None:
+        return statistics.fmean(self.precise_accs) if self.precise_accs else None
 
     @property
     def batch_stats_mean(self) -> float | None:
@@ -111,6 +123,13 @@ def summarize(records: list[dict[str, Any]]) -> list[CellSummary]:
                 test_accs_batch_stats=tuple(r["test_acc_batch_stats"] for r in chosen),
                 finished=len(finished),
                 planned=len(runs),
+                collapsed=sum(bool(r.get("collapsed")) for r in chosen),
+                collapsed_total=sum(bool(r.get("collapsed")) for r in finished),
+                precise_accs=tuple(
+                    r["diagnostics"]["gap"]["precise_acc"]
+                    for r in chosen
+                    if "gap" in r.get("diagnostics", {})
+                ),
             )
         )
     return summaries
@@ -195,3 +214,38 @@ def format_mean_std(summary: CellSummary) -> str:
         # The lr was selected from the runs that finished so far: say so.
         text += f" [{summary.finished}/{summary.planned} runs finished]"
     return text
+
+
+@dataclass(frozen=True)
+class LearningRateRange:
+    """The widest contiguous run of a cell's grid learning rates within ``margin`` of its best."""
+
+    cell: dict[str, Any]
+    low: float
+    high: float
+    decades: float
+    """log10(high / low): 0 when a single learning rate qualifies."""
+
+
+def usable_lr_range(summary: CellSummary, margin: float = 0.01) -> LearningRateRange:
+    """The widest contiguous interval of the cell's lr grid whose mean validation accuracy
+    (diverged runs as 0, as in lr selection) is within ``margin`` of the best; ties go to the
+    interval holding the selected lr. BN's claimed benefit (Ioffe & Szegedy 2015; Bjorck et al.
+    2018) is a wider range. The same rule as ``normlab.diagnostics.usable_lr_range`` (which
+    works on raw run records), here on a summary so that the report needs no other layer.
+    """
+    grid = sorted(summary.val_by_lr)
+    means = [summary.val_by_lr[lr] for lr in grid]
+    best = max(means)
+    best_index = grid.index(summary.selected_lr)
+    candidates = []
+    start = None
+    for index, ok in enumerate([*(m >= best - margin for m in means), False]):
+        if ok and start is None:
+            start = index
+        elif not ok and start is not None:
+            width = math.log10(grid[index - 1] / grid[start])
+            candidates.append((width, start <= best_index <= index - 1, start, index - 1))
+            start = None
+    width, _, low, high = max(candidates)
+    return LearningRateRange(summary.cell, grid[low], grid[high], width)

@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 
 from normlab.errors import NormlabError
+from normlab.train.collapse import COLLAPSE_ACCURACY_MARGIN as COLLAPSE_ACCURACY_MARGIN
+from normlab.train.collapse import COLLAPSE_LOSS_TOLERANCE as COLLAPSE_LOSS_TOLERANCE
+from normlab.train.collapse import collapsed as collapsed
 from normlab.train.engine import EXPLODED_LOSS_FACTOR
 from normlab.train.gradients import global_gradient_norm as global_gradient_norm
 
@@ -29,14 +32,6 @@ no false spike)."""
 SPIKE_WINDOW = 20
 """w: the running median is over the previous 20 steps (the step itself excluded), long enough
 for the median to ignore a spike of a few steps, short enough to follow the falling loss."""
-COLLAPSE_LOSS_TOLERANCE = 0.1
-"""A collapsed run's final train loss is within 10% of ln(classes), the loss of a uniform
-prediction (2.07 to 2.53 nats for 10 classes): a network that learned anything is far below."""
-COLLAPSE_ACCURACY_MARGIN = 0.05
-"""... and its train accuracy within 5% of the way from chance to perfect of 1/classes
-(0.055 to 0.145 for 10 classes): the last epoch's accuracy over ~1,000 examples of a chance
-predictor has a standard deviation near 0.01, so chance stays well inside, and a run that
-learned a little is out."""
 
 
 def loss_spikes(
@@ -72,25 +67,6 @@ def divergence_step(
         if not math.isfinite(value) or value > limit:
             return step
     return None
-
-
-def collapsed(
-    final_train_loss: float,
-    train_acc: float,
-    num_classes: int,
-    loss_tolerance: float = COLLAPSE_LOSS_TOLERANCE,
-    accuracy_margin: float = COLLAPSE_ACCURACY_MARGIN,
-) -> bool:
-    """Whether a finished run ended at chance: ``|loss - ln K| <= loss_tolerance * ln K`` and
-    ``|acc - 1/K| <= accuracy_margin * (1 - 1/K)`` (see the constants for the justification)."""
-    if num_classes < 2:
-        raise NormlabError(f"collapsed: num_classes must be >= 2, got {num_classes}")
-    chance_loss, chance_acc = math.log(num_classes), 1.0 / num_classes
-    if not math.isfinite(final_train_loss):
-        return False  # non-finite is divergence, counted there
-    return abs(final_train_loss - chance_loss) <= loss_tolerance * chance_loss and abs(
-        train_acc - chance_acc
-    ) <= accuracy_margin * (1.0 - chance_acc)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from typing import Any
 
 from normlab.analysis import CellSummary
 
-from .tables import markdown_table, result_tables, statistics_gap_table
+from .tables import lr_range_table, markdown_table, result_tables, statistics_gap_table
 
 
 def render_markdown(
@@ -51,15 +51,26 @@ def render_markdown(
             "the statistics the network was trained with.",
             "",
         ]
+    ranges = lr_range_table(summaries)
+    if ranges is not None:
+        lines += [f"### {ranges.title}", "", markdown_table(ranges), ""]
+        lines += ["BN's claimed benefit is a wider range (Ioffe & Szegedy 2015).", ""]
     counts = ", ".join(f"{count} {status}" for status, count in sorted(status_counts.items()))
     lines += ["## Runs", "", f"- {counts}."]
-    unstable = [s for s in summaries if s.diverged_total]
+    unstable = [s for s in summaries if s.diverged_total or s.collapsed_total]
     if unstable:
         listed = "; ".join(
-            f"{', '.join(f'{k}={v}' for k, v in s.cell.items())}: {s.diverged_total}"
+            f"{', '.join(f'{k}={v}' for k, v in s.cell.items())}: {s.diverged_total} diverged, "
+            f"{s.collapsed_total} collapsed"
             for s in unstable
         )
-        lines.append(f"- Diverged runs over the whole lr grid, per cell: {listed}.")
+        lines.append(
+            f"- Unstable runs over the whole lr grid, per cell (collapsed: finished at chance, "
+            f"final train loss about ln(classes)): {listed}."
+        )
+    collapsed = sum(s.collapsed_total for s in summaries)
+    if collapsed:
+        lines.append(f"- {collapsed} finished run(s) collapsed (counted with divergence above).")
     if wall_time is not None:
         lines.append(f"- Wall time of the last invocation: {wall_time:.0f} s.")
     lines += ["- Every run, with its config and per-epoch curves: `normlab.db` (SQLite).", ""]

@@ -12,7 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from normlab.analysis import CellSummary, Winner, context, format_mean_std, variant, winners
+from normlab.analysis import (
+    CellSummary,
+    Winner,
+    context,
+    format_mean_std,
+    usable_lr_range,
+    variant,
+    winners,
+)
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,21 @@ def statistics_gap_table(summaries: list[CellSummary], batch_norms: set[str]) ->
     ]
     if not members:
         return None
+    if any(s.precise_mean is not None for s in members):
+        # The gap diagnostic recorded PreciseBN accuracies: EMA vs PreciseBN vs batch statistics.
+        header = ["cell", "EMA (eval mode)", "PreciseBN", "batch statistics", "PreciseBN - EMA"]
+        rows = [
+            [
+                _group_title(s.cell),
+                f"{s.test_mean:.3f}",
+                _optional(s.precise_mean),
+                f"{s.batch_stats_mean:.3f}",
+                _optional(None if s.precise_mean is None else s.precise_mean - s.test_mean, "+"),
+            ]
+            for s in members
+        ]
+        title = "Inference statistics: running (EMA) vs PreciseBN vs batch statistics"
+        return Table(title, header, rows)
     header = ["cell", "EMA (eval mode)", "batch statistics", "gap"]
     rows = [
         [
@@ -112,6 +135,48 @@ def statistics_gap_table(summaries: list[CellSummary], batch_norms: set[str]) ->
         for s in members
     ]
     return Table("Inference statistics: running (EMA) vs batch statistics", header, rows)
+
+
+def _optional(value: float | None, sign: str = "") -> str:
+    return "—" if value is None else f"{value:{sign}.3f}"
+
+
+def lr_range_table(
+    summaries: list[CellSummary], rows: str = "norm", columns: str = "batch_size"
+) -> Table | None:
+    """Per norm and batch size, the usable lr range (within 0.01 val accuracy of the best) and
+    its width in decades; None when no cell tried more than one lr."""
+    members = [s for s in summaries if len(s.val_by_lr) > 1]
+    if not members:
+        return None
+    column_levels = _levels(members, lambda s: s.cell.get(columns))
+    body = []
+    for row in _levels(members, lambda s: _row_label(s, rows, columns)):
+        line = [row]
+        for column in column_levels:
+            match = [
+                usable_lr_range(s)
+                for s in members
+                if _row_label(s, rows, columns) == row and s.cell.get(columns) == column
+            ]
+            line.append(
+                f"{match[0].low:g}–{match[0].high:g} ({match[0].decades:.2f} dec.)"
+                if match
+                else "—"
+            )
+        body.append(line)
+    header = [rows, *(f"{columns} {c}" for c in column_levels)]
+    title = (
+        "Usable learning-rate range (mean val accuracy within 0.01 of the best; width in decades)"
+    )
+    return Table(title, header, body)
+
+
+def _row_label(summary: CellSummary, rows: str, columns: str) -> str:
+    """The row of a cell: its ``rows`` variant, with the other factors (but ``columns``)."""
+    rest = {k: v for k, v in context(summary.cell, rows).items() if k != columns}
+    label = variant(summary.cell, rows)
+    return f"{label} ({_group_title(rest)})" if rest else label
 
 
 def markdown_table(table: Table) -> str:

@@ -37,12 +37,15 @@ import threading
 import traceback
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult, train_runs
 
+from .diagnose import after_training_for
 from .ray_executor import run_ray
 from .work import (
     DispatchCallback,
@@ -67,10 +70,23 @@ def train_safely(
 ) -> list[RunResult]:
     """Train one unit of runs; an exception fails the unit's runs with its traceback."""
     try:
-        return train_runs(unit, dataset_for(unit[0]))
+        return train_runs(unit, dataset_for(unit[0]), **engine_options(execution))
     except Exception:  # a failing run is a result; the study goes on
         error = traceback.format_exc()
         return [failed_result(config, error) for config in unit]
+
+
+def engine_options(execution: Execution) -> dict[str, Any]:
+    """What ``execution`` asks of the engine beyond the configs: the diagnostics callback
+    (:mod:`.diagnose`) and the folder for each run's final weights."""
+    weights_dir = None
+    if execution.weights_dir is not None:
+        weights_dir = Path(execution.weights_dir)
+        weights_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "after_training": after_training_for(execution.diagnostics),
+        "weights_dir": weights_dir,
+    }
 
 
 def train_pinned(

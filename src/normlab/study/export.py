@@ -43,7 +43,8 @@ def run_table(records: list[dict[str, Any]]) -> ExportTable:
     """The ``runs`` table from :meth:`Store.records` dicts."""
     rows = []
     for record in records:
-        row = {k: v for k, v in record.items() if k not in ("config", "cell")}
+        # Diagnostics are nested records (per-layer lists): they stay in the store.
+        row = {k: v for k, v in record.items() if k not in ("config", "cell", "diagnostics")}
         row["cell"] = json.dumps(record["cell"], sort_keys=True)
         for name, value in record["config"].items():
             row.update(_flatten(f"config.{name}", value))

@@ -23,6 +23,7 @@ from normlab.train import RunConfig
 from normlab.train.model_ref import absolute_ref
 
 from .checks import check_cells, value_problem
+from .diagnose import DIAGNOSTIC_KINDS
 from .locate import KeyPath, SpecOrigin, dotted
 from .spec import (
     FACTOR_KEYS,
@@ -36,6 +37,8 @@ from .spec import (
 )
 
 SECTIONS = ("study", "run", "factors", "lr", "exclude")
+OBSERVATION_KEYS = ("diagnostics", "keep_weights")
+"""``[study]`` keys that say how runs are observed, not what they are (see ``spec.py``)."""
 RUN_HINTS = typing.get_type_hints(RunConfig)
 LR_HINTS = typing.get_type_hints(LrProtocol)
 SET_ELSEWHERE = {
@@ -65,6 +68,7 @@ class _Parser:
     def spec(self) -> StudySpec:
         self.known(self.data, SECTIONS, ())
         name, seeds = self.study()
+        diagnostics, keep_weights = self.observation()
         base, norm_options = self.run()
         factors = self.factors()
         spec = StudySpec(
@@ -75,6 +79,8 @@ class _Parser:
             seeds=seeds,
             lr=self.lr(),
             exclude=self.exclude(factors),
+            diagnostics=diagnostics,
+            keep_weights=keep_weights,
             origin=self.origin,
         )
         self.consistency(spec)
@@ -84,7 +90,7 @@ class _Parser:
     # -- sections ----------------------------------------------------------------------------
     def study(self) -> tuple[str, tuple[int, ...]]:
         table = self.table("study")
-        self.known(table, ("name", "seeds"), ("study",))
+        self.known(table, ("name", "seeds", *OBSERVATION_KEYS), ("study",))
         name = self.coerce(table.get("name", Path(self.origin.source).stem), str, ("study", "name"))
         seeds = table.get("seeds", [0, 1, 2])
         path: KeyPath = ("study", "seeds")
@@ -102,6 +108,19 @@ class _Parser:
             if seed in seeds[:index]:
                 raise self.fail((*path, index), f"repeats the seed {seed}")
         return name, tuple(seeds)
+
+    def observation(self) -> tuple[tuple[str, ...], bool]:
+        """``[study] diagnostics`` (kinds beyond the default ones) and ``keep_weights``."""
+        table = self.table("study")
+        keep = self.coerce(table.get("keep_weights", False), bool, ("study", "keep_weights"))
+        kinds = self.coerce(table.get("diagnostics", []), tuple[str, ...], ("study", "diagnostics"))
+        for index, kind in enumerate(kinds):
+            if kind not in DIAGNOSTIC_KINDS:
+                raise self.fail(
+                    ("study", "diagnostics", index),
+                    f"unknown diagnostic {kind!r}; valid: {', '.join(DIAGNOSTIC_KINDS)}",
+                )
+        return tuple(dict.fromkeys(kinds)), keep
 
     def run(self) -> tuple[RunConfig, dict[str, dict[str, Any]]]:
         table = self.table("run")

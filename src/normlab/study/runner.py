@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from normlab.data import changed_files, data_fingerprint
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult
 
+from .diagnose import DEFAULT_DIAGNOSTICS
 from .executors import check_options, default_threads, execute
 from .plan import PlannedRun, check_plan, cost_order, expand
 from .spec import StudySpec
@@ -28,6 +29,7 @@ from .store import FINISHED, Store, open_store
 from .work import Execution, dataset_for
 
 STORE_NAME = "normlab.db"
+WEIGHTS_FOLDER = "weights"
 
 
 @dataclass
@@ -101,6 +103,7 @@ def run_study(
 
     ``workers``: runs in flight (local default: one per core; Ray default: the cluster's CPUs
     // threads). ``threads``: torch threads per run (local default: cores // workers; Ray: 1).
+    ``execution`` gets the spec's observation options (:func:`observed`).
     """
     check_options(executor, workers, threads)
     threads = threads or default_threads(executor, workers)
@@ -137,7 +140,7 @@ def run_study(
                 threads=threads,
                 address=address,
                 on_dispatch=on_dispatch,
-                execution=execution or Execution(),
+                execution=observed(execution or Execution(), spec, Path(out_dir)),
             )
         finally:
             # Runs still marked running did not finish (interrupt or crash): retry on resume.
@@ -153,3 +156,13 @@ def run_study(
         diverged=counts["diverged"],
         first_error=errors[0] if errors else None,
     )
+
+
+def observed(execution: Execution, spec: StudySpec, out_dir: Path) -> Execution:
+    """``execution`` with the diagnostics every study records (``gap``, ``stability``), those
+    the spec adds, and ``out_dir/weights`` as the weights folder when the spec keeps weights."""
+    kinds = (*DEFAULT_DIAGNOSTICS, *spec.diagnostics, *execution.diagnostics)
+    weights_dir = execution.weights_dir
+    if weights_dir is None and spec.keep_weights:
+        weights_dir = str(out_dir / WEIGHTS_FOLDER)
+    return replace(execution, diagnostics=tuple(dict.fromkeys(kinds)), weights_dir=weights_dir)

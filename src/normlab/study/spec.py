@@ -6,6 +6,9 @@ line and the key (``study.toml:14: factors.batch_size[1]: expected an integer, g
     [study]
     name = "BN vs GN"            # shown in reports
     seeds = [0, 1, 2]            # or a count: seeds = 3 -> 0, 1, 2; seed s = same data order for all
+    diagnostics = ["noise"]      # per-run diagnostics beyond gap + stability (always recorded):
+                                 # "noise", "variance_shift"
+    keep_weights = false         # true: each finished run's final state dict in OUT/weights/
 
     [run]                        # fixed values of every run: any RunConfig field but lr and seed
     dataset = "digits"           # or shapes, or a path: CIFAR archive/folder, image folder, .npz
@@ -55,6 +58,14 @@ bgn, evonorm_b0); the others ignore it. As a factor it splits every norm's cells
 without running statistics trains an identical run for each level: exclude those cells, or vary
 ``[factors.norm_options.bn] momentum`` instead. Setting it and a norm's ``momentum`` option for
 the same norm is an error.
+
+**Diagnostics and weights.** Every run records ``gap`` (EMA vs PreciseBN vs batch-statistics
+test accuracy, runs with BN layers) and ``stability`` (loss spikes, gradient norms, divergence,
+collapse); ``[study] diagnostics`` adds ``noise`` and ``variance_shift``
+(:mod:`normlab.study.diagnose`). ``keep_weights = true`` saves each finished run's state dict as
+``OUT/weights/<run_id>.pt`` (``torch.load(path, weights_only=True)``). Neither changes a run's or
+the study's identity: adding them to a spec resumes the same study (runs already finished are
+not diagnosed again).
 
 **Learning-rate protocols** (``[lr]``; a key of another mode is an error):
 
@@ -167,6 +178,12 @@ class StudySpec:
     """Learning-rate protocol."""
     exclude: tuple[dict[str, Any], ...] = ()
     """Partial assignments of factor levels (dotted factor names); matching cells are not planned."""
+    diagnostics: tuple[str, ...] = field(default=(), compare=False)
+    """Per-run diagnostics beyond the default ones (``noise``, ``variance_shift``); how runs are
+    observed, not what they are: not part of the study's identity."""
+    keep_weights: bool = field(default=False, compare=False)
+    """Keep each finished run's final state dict in ``OUT/weights/<run_id>.pt``; not part of the
+    study's identity."""
     origin: SpecOrigin = field(default_factory=SpecOrigin, compare=False, repr=False)
     """File and key lines the spec came from, for error messages; not part of its identity."""
 

@@ -257,7 +257,8 @@ class Store:
 
     def records(self, study_id: str | None = None) -> list[dict[str, Any]]:
         """The runs of ``study_id`` (of every study if None) as plain dicts: config and cell
-        decoded, ``study_id`` and ``cell`` as that study planned them, metrics as stored."""
+        decoded, ``study_id`` and ``cell`` as that study planned them, metrics as stored, and
+        ``diagnostics``: the run's records by kind (:meth:`diagnostics`; empty if none)."""
         columns = [
             f"runs.{row[1]}"
             for row in self.connection.execute("PRAGMA table_info(runs)")
@@ -271,11 +272,13 @@ class Store:
         )
         cursor = self.connection.execute(query, (study_id,) if study_id else ())
         names = [d[0] for d in cursor.description]
+        diagnostics = self.diagnostics(study_id)
         records = []
         for row in cursor:
             record = dict(zip(names, row, strict=True))
             record["config"] = json.loads(record["config"])
             record["cell"] = json.loads(record["cell"])
+            record["diagnostics"] = diagnostics.get(record["run_id"], {})
             records.append(record)
         return records
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,22 @@ from normlab.models import MODELS, check_init, model_options, resnet, seed_dropo
 from normlab.norms import norm_entry, uses_batch_statistics
 
 from .agc import adaptive_clip_gradients, check_clipping
+from .collapse import collapsed
 from .config import RunConfig
 from .evaluate import accuracy, mean_loss
+from .gradients import global_gradient_norm
 from .model_ref import build_model_from_ref, check_model_ref
 from .optim import build_optimizer, build_scheduler
-from .result import EpochRecord, RunResult
+from .result import EpochRecord, RunResult, TrainingTrace
 
 EXPLODED_LOSS_FACTOR = 100.0
+
+AfterTraining = Callable[[RunConfig, nn.Module, Dataset, TrainingTrace], dict[str, dict[str, Any]]]
+"""Called once per run after training: (config, the run's trained model, dataset, trace) ->
+diagnostic records by kind, which become ``RunResult.diagnostics``. It must not change the
+model. Diverged runs are passed too, with ``trace.finished`` False: then only the trace is
+meaningful (the model may hold non-finite or, packed, untrained weights). The study layer supplies it
+(``normlab.study.diagnose``): ``train`` computes no diagnostics itself."""
 
 
 def check_config(config: RunConfig, dataset: Dataset) -> None:
@@ -167,11 +177,15 @@ def train_run(
     *,
     weights_path: Path | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    after_training: AfterTraining | None = None,
 ) -> RunResult:
     """Train ``config`` on ``dataset`` (loaded from the config if not given) and evaluate it.
 
     ``weights_path``: if given, the final state dict is saved there (``torch.save``; load it with
     ``weights_only=True``). Same config and seed give the same numbers on the same machine.
+    Every step's loss and gradient norm go into a :class:`TrainingTrace` handed to
+    ``after_training`` (see :data:`AfterTraining`); a finished run is judged ``collapsed``
+    (:func:`~normlab.train.collapse.collapsed`) from its last epoch.
     """
     dataset = dataset or load_dataset(config.dataset, **config.dataset_options)
     check_config(config, dataset)
@@ -184,6 +198,7 @@ def train_run(
     exploded = EXPLODED_LOSS_FACTOR * math.log(dataset.num_classes)
 
     epochs: list[EpochRecord] = []
+    trace = TrainingTrace()
     step, epoch, train_time = 0, 0, 0.0
     while step < steps_total:
         started = time.perf_counter()
@@ -205,16 +220,19 @@ def train_run(
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             loss_value = loss.item()
+            trace.step_losses.append(loss_value)
             if not math.isfinite(loss_value) or loss_value > exploded:
-                return _diverged(
+                result = _diverged(
                     config,
                     step,
                     epochs,
                     train_time + _since(started),
                     training_loss_error(loss_value, step),
                 )
+                return with_diagnostics(result, after_training, config, model, dataset, trace)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            trace.grad_norms.append(global_gradient_norm(model))
             if config.agc_clip is not None:
                 adaptive_clip_gradients(model, config.agc_clip)
             optimizer.step()
@@ -242,7 +260,10 @@ def train_run(
     # only a non-finite loss counts there: a large eval-mode loss can be BN's EMA statistics.
     final_loss = mean_loss(model, dataset.x_val, dataset.y_val)
     if not math.isfinite(final_loss):
-        return _diverged(config, step, epochs, train_time, validation_loss_error(final_loss, step))
+        result = _diverged(
+            config, step, epochs, train_time, validation_loss_error(final_loss, step)
+        )
+        return with_diagnostics(result, after_training, config, model, dataset, trace)
     if weights_path is not None:
         torch.save(model.state_dict(), weights_path)
     test_acc = accuracy(model, dataset.x_test, dataset.y_test)
@@ -255,25 +276,65 @@ def train_run(
         test_acc_batch_stats = accuracy(
             model, dataset.x_test, dataset.y_test, statistics="batch", batch_size=config.batch_size
         )
-    return RunResult(
+    last = epochs[-1]
+    trace.finished = True
+    trace.final_train_loss, trace.final_train_acc = last.train_loss, last.train_acc
+    trace.test_acc, trace.test_acc_batch_stats = test_acc, test_acc_batch_stats
+    result = RunResult(
         run_id=config.run_id,
         status="done",
         test_acc=test_acc,
         test_acc_batch_stats=test_acc_batch_stats,
-        val_acc=epochs[-1].val_acc,
-        train_loss=epochs[-1].train_loss,
-        train_acc=epochs[-1].train_acc,
+        val_acc=last.val_acc,
+        train_loss=last.train_loss,
+        train_acc=last.train_acc,
         steps=step,
         wall_time=train_time,
         images_per_sec=step * config.batch_size / train_time if train_time > 0 else 0.0,
         epochs=epochs,
+        collapsed=collapsed(last.train_loss, last.train_acc, dataset.num_classes),
     )
+    return with_diagnostics(result, after_training, config, model, dataset, trace)
 
 
-def train_runs(configs: Sequence[RunConfig], dataset: Dataset | None = None) -> list[RunResult]:
+def train_runs(
+    configs: Sequence[RunConfig],
+    dataset: Dataset | None = None,
+    *,
+    after_training: AfterTraining | None = None,
+    weights_dir: Path | None = None,
+) -> list[RunResult]:
     """Train several runs; the engine interface executors call (a packed engine trains a group
-    of compatible runs at once behind this same signature)."""
-    return [train_run(config, dataset) for config in configs]
+    of compatible runs at once behind this same signature). ``weights_dir``: each finished run's
+    final state dict is saved as ``weights_dir/<run_id>.pt``."""
+    return [
+        train_run(
+            config,
+            dataset,
+            weights_path=weights_file(weights_dir, config),
+            after_training=after_training,
+        )
+        for config in configs
+    ]
+
+
+def weights_file(weights_dir: Path | None, config: RunConfig) -> Path | None:
+    """Where a run's final weights are kept: ``weights_dir/<run_id>.pt`` (None: not kept)."""
+    return None if weights_dir is None else Path(weights_dir) / f"{config.run_id}.pt"
+
+
+def with_diagnostics(
+    result: RunResult,
+    after_training: AfterTraining | None,
+    config: RunConfig,
+    model: nn.Module,
+    dataset: Dataset,
+    trace: TrainingTrace,
+) -> RunResult:
+    """``result`` with the records of ``after_training`` (unchanged when there is none)."""
+    if after_training is None:
+        return result
+    return replace(result, diagnostics=after_training(config, model, dataset, trace))
 
 
 def training_loss_error(loss_value: float, step: int) -> str:

@@ -3,6 +3,8 @@ them). Here, in ``train``, so that the engine can call it without importing a la
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
@@ -21,3 +23,15 @@ def global_gradient_norm(model: nn.Module) -> float:
     if not norms:
         return 0.0
     return float(torch.linalg.vector_norm(torch.stack(norms)))
+
+
+@torch.no_grad()
+def packed_gradient_norms(parameters: Iterable[nn.Parameter], count: int) -> list[float]:
+    """Each run's :func:`global_gradient_norm` in a packed model of ``count`` runs
+    (``train/packed_model.py``): every packed tensor is the runs' tensors concatenated along
+    dim 0, so run k's gradient is ``grad.view(count, -1)[k]``."""
+    squares = torch.zeros(count, dtype=torch.float64)
+    for parameter in parameters:
+        if parameter.grad is not None:
+            squares += parameter.grad.view(count, -1).to(torch.float64).square().sum(dim=1)
+    return squares.sqrt().tolist()

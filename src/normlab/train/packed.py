@@ -38,21 +38,25 @@ from normlab.data import Dataset, epoch_order, load_dataset
 from normlab.errors import NormlabError
 from normlab.norms import make_norm, norm_entry, packing_problem
 
+from .collapse import collapsed
 from .config import RunConfig
 from .engine import (
     EXPLODED_LOSS_FACTOR,
+    AfterTraining,
     build_model,
     check_config,
     model_norm_options,
     total_steps,
     training_loss_error,
     validation_loss_error,
+    with_diagnostics,
 )
 from .evaluate import chunks
+from .gradients import packed_gradient_norms
 from .optim import learning_rate_factor
 from .packed_model import PackedDropout, PackedModel
 from .packed_optim import PackedOptimizer
-from .result import EpochRecord, RunResult
+from .result import EpochRecord, RunResult, TrainingTrace
 
 PER_RUN_FIELDS = (
     "seed",
@@ -129,11 +133,14 @@ def train_packed(
     dataset: Dataset | None = None,
     *,
     weights_paths: Sequence[Path | None] | None = None,
+    after_training: AfterTraining | None = None,
 ) -> list[RunResult]:
     """Train the K compatible ``configs`` as one packed model; one result per config, in order.
 
     ``weights_paths``: where to save each finished run's state dict (as ``train_run`` does for
     one run; its run's own model layout, loadable into ``build_model``), or None.
+    ``after_training``: as in ``train_run``, per run, on the run's own model (its slice unpacked
+    into it) with the run's own trace of step losses and gradient norms.
     """
     check_pack(configs)
     dataset = dataset or load_dataset(configs[0].dataset, **configs[0].dataset_options)
@@ -160,6 +167,7 @@ def train_packed(
 
     results: list[RunResult | None] = [None] * count
     curves: list[list[EpochRecord]] = [[] for _ in configs]
+    traces = [TrainingTrace() for _ in configs]
     live = torch.ones(count)
     step, epoch, train_time = 0, 0, 0.0
     while step < steps_total and live.any():
@@ -174,6 +182,9 @@ def train_packed(
             )
             losses = losses.view(count, batch_size).mean(dim=1)
             values = losses.tolist()
+            for k, value in enumerate(values):
+                if live[k]:
+                    traces[k].step_losses.append(value)
             diverged = [
                 k
                 for k, value in enumerate(values)
@@ -195,6 +206,10 @@ def train_packed(
             # zeroed below); the others' gradients are their own whatever it holds.
             total = losses.sum() if not diverged and live.all() else losses[live.bool()].sum()
             total.backward()
+            norms = packed_gradient_norms(parameters.values(), count)
+            for k in range(count):
+                if live[k]:
+                    traces[k].grad_norms.append(norms[k])
             for k in diverged:
                 optimizer.freeze(k)
                 packed.reset_buffers(k, initial_buffers)
@@ -229,9 +244,22 @@ def train_packed(
                     )
                 )
         epoch += 1
-    return _finish(
+    results = _finish(
         configs, dataset, packed, models, results, curves, step, train_time, weights_paths
     )
+    for k, result in enumerate(results):
+        if result.status == "done":
+            packed.unpack_into(k, models[k])
+            last = curves[k][-1]
+            traces[k].finished = True
+            traces[k].final_train_loss, traces[k].final_train_acc = last.train_loss, last.train_acc
+            traces[k].test_acc = result.test_acc
+            traces[k].test_acc_batch_stats = result.test_acc_batch_stats
+        # A run that did not finish gets its own model untrained: only its trace is meaningful.
+        results[k] = with_diagnostics(
+            result, after_training, configs[k], models[k], dataset, traces[k]
+        )
+    return results
 
 
 def _epoch_batches(configs: Sequence[RunConfig], dataset: Dataset, epoch: int):
@@ -351,6 +379,9 @@ def _finish(
             wall_time=wall_time,
             images_per_sec=step * config.batch_size / wall_time if wall_time > 0 else 0.0,
             epochs=curves[k],
+            collapsed=collapsed(
+                curves[k][-1].train_loss, curves[k][-1].train_acc, dataset.num_classes
+            ),
         )
     return results  # type: ignore[return-value]
 

@@ -19,6 +19,30 @@ class EpochRecord:
     lr: float
 
 
+@dataclass
+class TrainingTrace:
+    """What a run recorded step by step, handed to an ``after_training`` callback.
+
+    ``step_losses[t]`` is the mini-batch loss before update t (the loss that ended a diverged
+    run included, so its last entry is the divergent one); ``grad_norms[t]`` the global L2
+    gradient norm after ``backward()`` of update t, before any clipping
+    (:func:`normlab.train.gradients.global_gradient_norm`).
+    """
+
+    step_losses: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
+    finished: bool = False
+    """The run ended as ``done`` (not diverged): the model holds its final, finite weights."""
+    final_train_loss: float | None = None
+    """Mean training loss of the last epoch (None when the run did not finish)."""
+    final_train_acc: float | None = None
+    test_acc: float | None = None
+    """The run's test accuracy with running statistics (as in its result), when finished."""
+    test_acc_batch_stats: float | None = None
+    """... and with batch statistics at the training batch size: a diagnostic reuses both
+    instead of paying for the batch-statistics pass twice."""
+
+
 @dataclass(frozen=True)
 class RunResult:
     """Outcome of one run. Accuracies are None when the run did not finish (diverged/failed)."""

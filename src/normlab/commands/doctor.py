@@ -1,0 +1,170 @@
+"""``normlab doctor``: inspect a user's model for normalization problems, with evidence.
+
+The model is built as its factory builds it (``norm=None``), the checkpoint (if any) loaded with
+``weights_only=True``, and :func:`normlab.diagnostics.examine` runs on a sample of the data's
+training split (:data:`SAMPLE_EXAMPLES`). Each finding carries its measurement and a concrete
+fix; a healthy model gets "no findings".
+
+``--fix`` writes a patched copy of the checkpoint where the fix is mechanical
+(:data:`MECHANICAL_FIXES`: PreciseBN recalibration for stale or shifted running statistics,
+``freeze_bn`` for BN layers whose parameters are frozen but whose statistics still move), to
+``--fix-output`` or ``<checkpoint>.fixed.pt``; the input is never overwritten, nor is any
+existing file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import torch
+
+from normlab.diagnostics import (
+    Finding,
+    WeightDecaySetting,
+    examine,
+    fix_checkpoint,
+    format_findings,
+)
+from normlab.errors import NormlabError
+from normlab.train import build_model_from_ref
+
+from .inputs import data_from, load_checkpoint, load_into, model_ref_from, to_json
+
+SAMPLE_EXAMPLES = 512
+"""Training examples the checks measure on: enough for the noise at B x N up to 128 to be
+measured rather than extrapolated (4 x B x N examples), few enough to stay well under a minute."""
+MECHANICAL_FIXES = {
+    "frozen-bn-updating": "freeze_bn",
+    "eval-train-gap": "precise_bn",
+    "ema-horizon": "precise_bn",
+    "dropout-before-bn": "precise_bn",
+}
+"""Finding code -> the fix ``fix_checkpoint`` applies; freeze_bn first (it keeps the statistics
+as they are, so recalibrating after it would do nothing)."""
+
+
+def fixes_for(findings: list[Finding]) -> list[str]:
+    """The mechanical fixes the findings call for, in the order they are applied."""
+    kinds = {MECHANICAL_FIXES[f.code] for f in findings if f.code in MECHANICAL_FIXES}
+    return [kind for kind in ("freeze_bn", "precise_bn") if kind in kinds]
+
+
+@click.command()
+@click.option(
+    "--model",
+    "model_ref",
+    required=True,
+    help="pkg.module:factory, file.py:factory or a built-in name.",
+)
+@click.option("--data", default="digits", show_default=True, help="Dataset name or path.")
+@click.option("--batch-size", required=True, type=int, help="Per-step training batch size.")
+@click.option(
+    "--checkpoint",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Trained weights (state dict, loaded with weights_only=True).",
+)
+@click.option(
+    "--grad-accumulation",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Steps whose gradients are accumulated per optimizer step.",
+)
+@click.option(
+    "--weight-decay",
+    default=None,
+    type=float,
+    help="Weight decay of the training set-up (checks whether it reaches BN scales).",
+)
+@click.option(
+    "--norm-weight-decay/--no-norm-weight-decay",
+    default=True,
+    show_default=True,
+    help="Whether that weight decay also applies to norm scales/shifts.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option(
+    "--fix", is_flag=True, help="Write a patched copy of --checkpoint (mechanical fixes)."
+)
+@click.option(
+    "--fix-output",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Where --fix writes (default: CHECKPOINT.fixed.pt); never an existing file.",
+)
+def doctor(
+    model_ref: str,
+    data: str,
+    batch_size: int,
+    checkpoint: str | None,
+    grad_accumulation: int,
+    weight_decay: float | None,
+    norm_weight_decay: bool,
+    as_json: bool,
+    fix: bool,
+    fix_output: str | None,
+) -> None:
+    """Lint a model's normalization: findings with their measurement and a concrete fix."""
+    if batch_size < 1:
+        raise NormlabError(f"--batch-size must be >= 1, got {batch_size}")
+    if grad_accumulation < 1:
+        raise NormlabError(f"--grad-accumulation must be >= 1, got {grad_accumulation}")
+    if fix and checkpoint is None:
+        raise NormlabError("--fix patches a copy of --checkpoint: give the checkpoint")
+    output = _fix_output(checkpoint, fix_output) if fix else None
+    dataset = data_from(data)
+    ref = model_ref_from(model_ref)
+    torch.manual_seed(0)
+    model = build_model_from_ref(
+        ref, num_classes=dataset.num_classes, in_channels=dataset.in_channels, norm=None
+    )
+    if checkpoint is not None:
+        model = load_into(model, load_checkpoint(checkpoint), checkpoint)
+    x, y = dataset.x_train[:SAMPLE_EXAMPLES], dataset.y_train[:SAMPLE_EXAMPLES]
+    setting = None
+    if weight_decay is not None:
+        setting = WeightDecaySetting(weight_decay, norm_weight_decay)
+    findings = examine(
+        model,
+        x,
+        y,
+        batch_size,
+        grad_accumulation=grad_accumulation,
+        weight_decay_config=setting,
+        num_train_examples=len(dataset.y_train),
+    )
+    applied = fixes_for(findings) if fix else []
+    if output is not None and applied:
+        patched = model
+        for kind in applied:
+            patched = fix_checkpoint(patched, x, kind, batch_size=max(batch_size, 2))
+        torch.save(patched.state_dict(), output)
+    if as_json:
+        report = {
+            "model": model_ref,
+            "batch_size": batch_size,
+            "findings": [finding.to_dict() for finding in findings],
+            "fixes": applied,
+            "fixed_checkpoint": str(output) if output is not None and applied else None,
+        }
+        click.echo(to_json(report))
+        return
+    click.echo(format_findings(findings))
+    if fix:
+        if applied:
+            click.echo(f"fixed ({', '.join(applied)}): {output}")
+        else:
+            click.echo("nothing to fix mechanically: no checkpoint written")
+
+
+def _fix_output(checkpoint: str | None, fix_output: str | None) -> Path:
+    """Where ``--fix`` writes: never the input, never an existing file."""
+    source = Path(str(checkpoint))
+    output = Path(fix_output) if fix_output else source.with_name(source.stem + ".fixed.pt")
+    if output.resolve() == source.resolve():
+        raise NormlabError(f"--fix-output {output}: is the input checkpoint; name another file")
+    if output.exists():
+        raise NormlabError(f"--fix-output {output}: exists; refusing to overwrite it")
+    return output
