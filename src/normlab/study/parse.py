@@ -64,7 +64,7 @@ class _Parser:
 
     def spec(self) -> StudySpec:
         self.known(self.data, SECTIONS, ())
-        name, seeds = self.study()
+        name, seeds, compare = self.study()
         base, norm_options = self.run()
         factors = self.factors()
         spec = StudySpec(
@@ -75,6 +75,7 @@ class _Parser:
             seeds=seeds,
             lr=self.lr(),
             exclude=self.exclude(factors),
+            compare=compare,
             origin=self.origin,
         )
         self.consistency(spec)
@@ -82,16 +83,17 @@ class _Parser:
         return spec
 
     # -- sections ----------------------------------------------------------------------------
-    def study(self) -> tuple[str, tuple[int, ...]]:
+    def study(self) -> tuple[str, tuple[int, ...], str]:
         table = self.table("study")
-        self.known(table, ("name", "seeds"), ("study",))
+        self.known(table, ("name", "seeds", "compare"), ("study",))
         name = self.coerce(table.get("name", Path(self.origin.source).stem), str, ("study", "name"))
+        compare = self.compare(table)
         seeds = table.get("seeds", [0, 1, 2])
         path: KeyPath = ("study", "seeds")
         if isinstance(seeds, int) and not isinstance(seeds, bool):
             if seeds < 1:
                 raise self.fail(path, f"a seed count must be >= 1, got {seeds}")
-            return name, tuple(range(seeds))
+            return name, tuple(range(seeds)), compare
         if not isinstance(seeds, list) or not seeds:
             raise self.fail(
                 path, f"expected a non-empty list of integers or a count, got {seeds!r}"
@@ -101,7 +103,22 @@ class _Parser:
                 raise self.fail((*path, index), f"expected an integer >= 0, got {seed!r}")
             if seed in seeds[:index]:
                 raise self.fail((*path, index), f"repeats the seed {seed}")
-        return name, tuple(seeds)
+        return name, tuple(seeds), compare
+
+    def compare(self, table: dict[str, Any]) -> str:
+        """``[study] compare``: a factor of the study with two levels or more (norm by default)."""
+        if "compare" not in table:
+            return "norm"
+        path: KeyPath = ("study", "compare")
+        compare = self.coerce(table["compare"], str, path)
+        factors = self.table("factors")
+        levels = factors.get(compare)
+        if compare.startswith("norm_options.") or not isinstance(levels, list):
+            valid = ", ".join(k for k in factors if k != "norm_options") or "none"
+            raise self.fail(path, f"{compare!r} is not a factor of this study (factors: {valid})")
+        if len(levels) < 2:
+            raise self.fail(path, f"factors.{compare} has one level: nothing to compare")
+        return compare
 
     def run(self) -> tuple[RunConfig, dict[str, dict[str, Any]]]:
         table = self.table("run")
@@ -224,6 +241,7 @@ class _Parser:
             "points": (lambda v: v >= 1, "must be >= 1"),
             "spacing": (lambda v: v > 1, "must be > 1 (the ratio between neighbouring values)"),
             "base_batch_size": (lambda v: v >= 1, "must be >= 1"),
+            "extend": (lambda v: v >= 0, "must be >= 0 (grid points added beyond each edge)"),
             "grid_scaling": (
                 lambda v: v in SCALING_RULES,
                 f"must be one of: {', '.join(SCALING_RULES)}",
