@@ -24,7 +24,10 @@ def test_bn_clearly_worse_at_small_batch():
     assert re.search(r"batch size 4, bn's test accuracy is 4\.\d points below gn", text)
     assert "95% CI" in text and "Holm p" in text
     assert "batch size 16 and 64" in text and "within noise of the best" in text
-    assert "at batch size 2 and 4 use gn" in result.recommendation and "keep bn at batch size 16 and 64" in text
+    assert (
+        "at batch size 2 and 4 use gn" in result.recommendation
+        and "keep bn at batch size 16 and 64" in text
+    )
     (crossover,) = crossovers(comparisons)
     assert (crossover.worse_up_to, crossover.fine_from) == (4, 16)
 

@@ -74,7 +74,9 @@ def _seed_accuracies(records: list[dict[str, Any]], lr: float) -> dict[int, floa
     }
 
 
-def _lr_spread(records: list[dict[str, Any]], summary: CellSummary) -> tuple[tuple[float, ...], float | None]:
+def _lr_spread(
+    records: list[dict[str, Any]], summary: CellSummary
+) -> tuple[tuple[float, ...], float | None]:
     vals = [
         r["val_acc"] if r["status"] == "done" else 0.0
         for r in records
@@ -182,9 +184,7 @@ def crossovers(comparisons: list[Comparison], axis: str = "batch_size") -> list[
     for key, by_size in by_rest.items():
         worse = [size for size, cs in by_size.items() if _significantly_worse(cs)]
         fine = [size for size, cs in by_size.items() if not any(_better(c) for c in cs)]
-        result.append(
-            Crossover(json.loads(key), max(worse, default=None), min(fine, default=None))
-        )
+        result.append(Crossover(json.loads(key), max(worse, default=None), min(fine, default=None)))
     return result
 
 

@@ -112,11 +112,7 @@ def _betainc(a: float, b: float, x: float) -> float:
     if x >= 1.0:
         return 1.0
     log_front = (
-        math.lgamma(a + b)
-        - math.lgamma(a)
-        - math.lgamma(b)
-        + a * math.log(x)
-        + b * math.log1p(-x)
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
     )
     # The continued fraction converges fast for x < (a + 1) / (a + b + 2); use the symmetry
     # I_x(a, b) = 1 - I_{1-x}(b, a) on the other side.

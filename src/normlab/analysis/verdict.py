@@ -87,7 +87,7 @@ def verdict(
     cells_by_key = {cell_key(c.summary.cell): c for c in cells}
     base_cells = {cell_key(c.context): c for c in cells if c.label == baseline}
     worse, better, tied = [], [], []
-    for key, members in by_context.items():
+    for members in by_context.values():
         best = best_alternative(members)
         if best is None:
             continue
@@ -126,8 +126,9 @@ def verdict(
         largest = max(within, key=lambda c: abs(c.difference))
         sentences.append(
             f"At {_list_where(within, axis)}, {baseline} is within noise of the best "
-            f"(largest difference {points(largest.difference)} points against "
-            f"{largest.alternative} at {_where(largest.context)}, {interval(largest.ci)}, "
+            f"(largest gap to the best alternative: {baseline} - {largest.alternative} = "
+            f"{points(largest.difference)} points at {_where(largest.context)}, "
+            f"{interval(largest.ci)}, "
             f"{_p(largest)})."
         )
     for best in _ordered(better, axis):
