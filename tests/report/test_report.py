@@ -2,8 +2,9 @@
 them, a reproduction spec that plans the same study, the README block."""
 
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
 
@@ -67,7 +68,9 @@ def test_report_has_verdict_first_and_every_figure():
     ]
     assert all(f.png.startswith(b"\x89PNG") for f in report.figures)
     markdown = render_markdown(report)
-    assert markdown.index("## Verdict") < markdown.index("## Results") < markdown.index("## Figures")
+    assert (
+        markdown.index("## Verdict") < markdown.index("## Results") < markdown.index("## Figures")
+    )
     assert "2546 s over 2 invocation(s)" in markdown  # legs add up: a resume is not the study
     assert "torch 2.13.0" in markdown and "normlab study out/spec.toml" in markdown
 

@@ -4,7 +4,6 @@ from normlab.analysis import summarize
 from normlab.report import result_tables, statistics_gap_table
 
 
-
 def records():
     out = []
     for norm, batch, test, batch_test in [
