@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from normlab.analysis import summarize
 from normlab.commands.diagnose import diagnose
 from normlab.commands.doctor import doctor
+from normlab.commands.report import report as report_command
+from normlab.commands.report import write_reports
 from normlab.data import DATASETS
 from normlab.errors import NormlabError
 from normlab.models import describe_models
 from normlab.norms import norm_entry, norm_names
-from normlab.report import Table, render_markdown, result_tables
+from normlab.report import Table
+from normlab.report.write import terminal_summary
 from normlab.study import (
     STORE_NAME,
     PlannedRun,
@@ -365,7 +366,7 @@ def _run_and_report(
         stdout.print(_rich_table(table))
     stdout.print(
         f"{outcome.trained - outcome.failed} runs trained, {outcome.skipped} already finished, "
-        f"{outcome.wall_time:.0f} s. Report: {out_dir / 'report.md'}"
+        f"{outcome.wall_time:.0f} s. Report: {out_dir / 'report.html'} (and report.md)"
     )
     if outcome.failed:
         click.echo(
@@ -378,20 +379,14 @@ def _run_and_report(
 
 
 def write_summary(out_dir: Path, study_id: str, wall_time: float | None = None) -> list[Table]:
-    """Summarize the store into ``report.md``; return the result tables for printing."""
+    """Write the reports of ``out_dir`` (report.html, report.md, figures); print the verdict of
+    ``study_id`` and return its main tables for printing."""
+    reports = write_reports(out_dir)
     with open_store(out_dir / STORE_NAME, create=False) as store:
-        records = store.records(study_id)
-        spec = store.study_spec(study_id)
-    summaries = summarize(records)
-    counts = Counter(record["status"] for record in records)
-    batch_norms = {
-        name
-        for name in {s.cell.get("norm", spec["base"]["norm"]) for s in summaries}
-        if norm_entry(str(name)).batch_statistics
-    }
-    text = render_markdown(spec["name"], spec, summaries, dict(counts), batch_norms, wall_time)
-    (out_dir / "report.md").write_text(text)
-    return result_tables(summaries)
+        index = store.study_ids().index(study_id)
+    paragraph, tables = terminal_summary(reports[index])
+    stdout.print(paragraph, markup=False, soft_wrap=True)
+    return tables
 
 
 def _rich_table(table: Table) -> RichTable:
@@ -405,6 +400,7 @@ def _rich_table(table: Table) -> RichTable:
 
 cli.add_command(diagnose)
 cli.add_command(doctor)
+cli.add_command(report_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ import pytest
 
 from normlab.analysis import summarize, usable_lr_range
 from normlab.report import render_markdown
+from normlab.report.document import StudyInput, build_report
 from normlab.report.tables import lr_range_table, statistics_gap_table
 
 
@@ -62,8 +63,9 @@ def test_report_shows_collapse_lr_range_and_precise_bn():
         "seeds": [0, 1],
     }
     spec["base"] |= {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 0, "schedule": "cosine"}
+    spec["factors"] = {"norm": ["bn"], "batch_size": [4]}
     summaries = summarize(RECORDS)
-    text = render_markdown("t", spec, summaries, {"done": 7, "diverged": 1}, {"bn"})
+    text = render_markdown(build_report(StudyInput("t", spec, RECORDS)))
     assert "norm=bn, batch_size=4: 1 diverged, 1 collapsed" in text
     assert "0.01–0.03 (0.48 dec.)" in text
     assert lr_range_table(summaries).rows == [["bn", "0.01–0.03 (0.48 dec.)"]]

@@ -30,7 +30,7 @@ def quick_run(tmp_path_factory):
 def test_run_quick_trains_stores_and_prints_the_table(quick_run):
     out, result = quick_run
     assert result.returncode == 0, result.stderr
-    assert "winner" in result.stdout and "batch_size 8" in result.stdout
+    assert "Recommendation:" in result.stdout and "batch 8" in result.stdout
     with sqlite3.connect(out / "normlab.db") as db:
         statuses = dict(db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"))
         epochs = db.execute("SELECT COUNT(*) FROM epochs").fetchone()[0]
@@ -38,7 +38,7 @@ def test_run_quick_trains_stores_and_prints_the_table(quick_run):
     assert statuses.get("pending", 0) == statuses.get("running", 0) == 0
     assert epochs > 0
     report = (out / "report.md").read_text()
-    assert "| norm | batch_size 8 | batch_size 64 |" in report
+    assert "| norm | batch 8 | batch 64 |" in report and "## Verdict" in report
 
 
 def test_rerun_resumes_without_training(quick_run):

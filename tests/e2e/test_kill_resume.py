@@ -133,7 +133,7 @@ def test_sigkill_then_resume_trains_every_planned_run_exactly_once(tmp_path):
     assert f"{12 - done_before} runs trained, {done_before} already finished" in resumed.stdout
     # Progress (per-run lines) on stderr, result table on stdout.
     assert resumed.stderr.count(" done ") == 12 - done_before
-    assert "winner" in resumed.stdout and " done " not in resumed.stdout
+    assert "Recommendation:" in resumed.stdout and " done " not in resumed.stdout
 
     with sqlite3.connect(out / "normlab.db") as db:
         runs = db.execute("SELECT run_id, status, attempts FROM runs").fetchall()

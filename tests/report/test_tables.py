@@ -1,25 +1,7 @@
 """Result tables and the Markdown report are computed from the records."""
 
 from normlab.analysis import summarize
-from normlab.report import markdown_table, render_markdown, result_tables, statistics_gap_table
-
-SPEC = {
-    "name": "t",
-    "base": {
-        "dataset": "synthetic",
-        "dataset_options": {},
-        "depth": 8,
-        "widths": [4, 4, 4],
-        "epochs": 1,
-        "steps": None,
-        "optimizer": "sgd",
-        "momentum": 0.9,
-        "weight_decay": 0.0,
-        "schedule": "cosine",
-    },
-    "lr": {"mode": "fixed", "base_lr": 0.1, "grid": [], "base_batch_size": 32},
-    "seeds": [0],
-}
+from normlab.report import result_tables, statistics_gap_table
 
 
 def records():
@@ -58,13 +40,6 @@ def test_statistics_gap_only_for_batch_norms():
     assert gap.rows[0][3] == "+0.200"
 
 
-def test_markdown_report_contains_tables_and_counts():
-    text = render_markdown("t", SPEC, summarize(records()), {"done": 4}, {"bn"}, 12.0)
-    assert "| norm | batch_size 2 | batch_size 32 |" in text
-    assert "4 done" in text and "fixed at 0.1" in text
-    assert markdown_table(result_tables(summarize(records()))[0]) in text
-
-
 def test_norm_scoped_options_are_rows_not_separate_tables():
     rows = records()
     rows[1]["cell"] = {"norm": "gn", "batch_size": 2, "norm_options.gn.groups": 2}
@@ -72,12 +47,3 @@ def test_norm_scoped_options_are_rows_not_separate_tables():
     (table,) = result_tables(summarize(rows))
     assert [row[0] for row in table.rows] == ["bn", "gn(groups=2)", "winner"]
     assert table.rows[-1][1].startswith("gn(groups=2) (+0.300 over bn")
-
-
-def test_report_lists_diverged_runs_per_cell():
-    rows = records()
-    diverged = dict(rows[0], status="diverged", test_acc=None, test_acc_batch_stats=None)
-    diverged["config"] = dict(rows[0]["config"], seed=1)
-    text = render_markdown("t", SPEC, summarize([*rows, diverged]), {"done": 4}, {"bn"})
-    assert "per cell (collapsed: finished at chance" in text
-    assert "norm=bn, batch_size=2: 1 diverged, 0 collapsed." in text

@@ -67,7 +67,7 @@ class _Parser:
 
     def spec(self) -> StudySpec:
         self.known(self.data, SECTIONS, ())
-        name, seeds = self.study()
+        name, seeds, compare = self.study()
         diagnostics, keep_weights = self.observation()
         base, norm_options = self.run()
         factors = self.factors()
@@ -81,6 +81,7 @@ class _Parser:
             exclude=self.exclude(factors),
             diagnostics=diagnostics,
             keep_weights=keep_weights,
+            compare=compare,
             origin=self.origin,
         )
         self.consistency(spec)
@@ -88,16 +89,17 @@ class _Parser:
         return spec
 
     # -- sections ----------------------------------------------------------------------------
-    def study(self) -> tuple[str, tuple[int, ...]]:
+    def study(self) -> tuple[str, tuple[int, ...], str]:
         table = self.table("study")
-        self.known(table, ("name", "seeds", *OBSERVATION_KEYS), ("study",))
+        self.known(table, ("name", "seeds", "compare", *OBSERVATION_KEYS), ("study",))
         name = self.coerce(table.get("name", Path(self.origin.source).stem), str, ("study", "name"))
+        compare = self.compare(table)
         seeds = table.get("seeds", [0, 1, 2])
         path: KeyPath = ("study", "seeds")
         if isinstance(seeds, int) and not isinstance(seeds, bool):
             if seeds < 1:
                 raise self.fail(path, f"a seed count must be >= 1, got {seeds}")
-            return name, tuple(range(seeds))
+            return name, tuple(range(seeds)), compare
         if not isinstance(seeds, list) or not seeds:
             raise self.fail(
                 path, f"expected a non-empty list of integers or a count, got {seeds!r}"
@@ -107,7 +109,22 @@ class _Parser:
                 raise self.fail((*path, index), f"expected an integer >= 0, got {seed!r}")
             if seed in seeds[:index]:
                 raise self.fail((*path, index), f"repeats the seed {seed}")
-        return name, tuple(seeds)
+        return name, tuple(seeds), compare
+
+    def compare(self, table: dict[str, Any]) -> str:
+        """``[study] compare``: a factor of the study with two levels or more (norm by default)."""
+        if "compare" not in table:
+            return "norm"
+        path: KeyPath = ("study", "compare")
+        compare = self.coerce(table["compare"], str, path)
+        factors = self.table("factors")
+        levels = factors.get(compare)
+        if compare.startswith("norm_options.") or not isinstance(levels, list):
+            valid = ", ".join(k for k in factors if k != "norm_options") or "none"
+            raise self.fail(path, f"{compare!r} is not a factor of this study (factors: {valid})")
+        if len(levels) < 2:
+            raise self.fail(path, f"factors.{compare} has one level: nothing to compare")
+        return compare
 
     def observation(self) -> tuple[tuple[str, ...], bool]:
         """``[study] diagnostics`` (kinds beyond the default ones) and ``keep_weights``."""
@@ -243,6 +260,7 @@ class _Parser:
             "points": (lambda v: v >= 1, "must be >= 1"),
             "spacing": (lambda v: v > 1, "must be > 1 (the ratio between neighbouring values)"),
             "base_batch_size": (lambda v: v >= 1, "must be >= 1"),
+            "extend": (lambda v: v >= 0, "must be >= 0 (grid points added beyond each edge)"),
             "grid_scaling": (
                 lambda v: v in SCALING_RULES,
                 f"must be one of: {', '.join(SCALING_RULES)}",

@@ -23,6 +23,7 @@ from normlab.train import RunConfig, RunResult
 
 from .diagnose import DEFAULT_DIAGNOSTICS
 from .executors import check_options, default_threads, execute
+from .extend import extend_grids
 from .plan import PlannedRun, check_plan, cost_order, expand
 from .spec import StudySpec
 from .store import FINISHED, Store, open_store
@@ -70,9 +71,10 @@ def prepare(
     store = open_store(Path(out_dir) / STORE_NAME)
     studies = store.study_ids()
     if studies and spec.study_id not in studies and not force_new:
+        held = store.study_name(studies[-1])
         store.close()
         raise NormlabError(
-            f"{out_dir} holds a different study ({studies[-1]}; this spec is {spec.study_id}): "
+            f"{out_dir} holds a different study ({held!r}; this spec is {spec.name!r}): "
             "use another --out, or --force-new to add this study alongside it"
         )
     recorded = store.study_data_files(spec.study_id)
@@ -131,10 +133,11 @@ def run_study(
             if progress.on_result:
                 progress.on_result(by_id[config.run_id], result)
 
-        try:
+        def train(batch: list[PlannedRun]) -> None:
+            by_id.update((run.config.run_id, run) for run in batch)
             execute(
                 executor,
-                [run.config for run in todo],
+                [run.config for run in batch],
                 on_result,
                 workers=workers,
                 threads=threads,
@@ -142,14 +145,22 @@ def run_study(
                 on_dispatch=on_dispatch,
                 execution=observed(execution or Execution(), spec, Path(out_dir)),
             )
+
+        extended = 0
+        try:
+            train(todo)
+            # Cells whose selected lr sits at a grid edge get values beyond it (study/extend.py).
+            extended = extend_grids(spec, store, runs, train)
         finally:
             # Runs still marked running did not finish (interrupt or crash): retry on resume.
             store.mark_pending(by_id)
+            # Each invocation is one leg; the report adds them up (a resume is not the whole study).
+            store.add_leg(spec.study_id, time.perf_counter() - started)
     return StudyOutcome(
         spec.study_id,
         Path(out_dir) / STORE_NAME,
         planned=len(runs),
-        trained=len(todo),
+        trained=len(todo) + extended,
         skipped=len(runs) - len(todo),
         wall_time=time.perf_counter() - started,
         failed=counts["failed"],

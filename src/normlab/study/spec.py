@@ -9,6 +9,7 @@ line and the key (``study.toml:14: factors.batch_size[1]: expected an integer, g
     diagnostics = ["noise"]      # per-run diagnostics beyond gap + stability (always recorded):
                                  # "noise", "variance_shift"
     keep_weights = false         # true: each finished run's final state dict in OUT/weights/
+    compare = "norm"             # the factor the question is about; its first level is the baseline
 
     [run]                        # fixed values of every run: any RunConfig field but lr and seed
     dataset = "digits"           # or shapes, or a path: CIFAR archive/folder, image folder, .npz
@@ -73,7 +74,9 @@ not diagnosed again).
   with every seed; the lr with the best mean validation accuracy is selected, its test accuracy
   reported. ``grid = [...]`` lists the values, else ``points`` values ``spacing``x apart around
   ``center``. Both move with batch size by ``grid_scaling`` (``sqrt``, ``linear`` or ``none``)
-  from ``base_batch_size``.
+  from ``base_batch_size``. ``extend`` (default 2): while a cell's selected lr is at an edge of
+  its grid, the runner adds the next value beyond it (same spacing), trains it with every seed
+  and selects again, up to ``extend`` values per side; the report names cells that hit the limit.
 - ``scaled``: ``lr = base_lr * (batch_size / base_batch_size) ** power`` (``rule``: linear 1,
   sqrt 0.5).
 - ``fixed``: ``lr = base_lr`` everywhere.
@@ -112,7 +115,7 @@ seeds'; one study has one dataset)."""
 LR_MODES = ("tuned", "scaled", "fixed")
 SCALING_RULES = {"linear": 1.0, "sqrt": 0.5, "none": 0.0}
 MODE_KEYS = {
-    "tuned": ("grid", "center", "points", "spacing", "grid_scaling", "base_batch_size"),
+    "tuned": ("grid", "center", "points", "spacing", "grid_scaling", "base_batch_size", "extend"),
     "scaled": ("base_lr", "base_batch_size", "rule"),
     "fixed": ("base_lr",),
 }
@@ -141,6 +144,22 @@ class LrProtocol:
     """Batch size at which ``center`` / ``grid`` / ``base_lr`` apply."""
     rule: str = "linear"
     """scaled: ``linear`` or ``sqrt``."""
+    extend: int = 2
+    """tuned: grid points the protocol may add beyond each edge of a cell's grid (same spacing,
+    trained and selected the same way) while the selected lr is at that edge; 0: never."""
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {**asdict(self), "grid": list(self.grid)}
+        if self.extend == LrProtocol.extend:
+            # Specs written before the key existed keep their identity (study id, resume).
+            del values["extend"]
+        return values
+
+    def step(self, grid: tuple[float, ...], upward: bool) -> float:
+        """Ratio between neighbouring values at one edge of ``grid`` (``spacing`` for one value)."""
+        if len(grid) < 2:
+            return self.spacing
+        return grid[-1] / grid[-2] if upward else grid[1] / grid[0]
 
     def learning_rates(self, batch_size: int) -> tuple[float, ...]:
         """The lr values a cell with ``batch_size`` trains (one unless tuned)."""
@@ -184,6 +203,9 @@ class StudySpec:
     keep_weights: bool = field(default=False, compare=False)
     """Keep each finished run's final state dict in ``OUT/weights/<run_id>.pt``; not part of the
     study's identity."""
+    compare: str = "norm"
+    """The factor the study's question is about; its first level is the baseline of the tables,
+    tests and verdict (``bn`` for ``norm``)."""
     origin: SpecOrigin = field(default_factory=SpecOrigin, compare=False, repr=False)
     """File and key lines the spec came from, for error messages; not part of its identity."""
 
@@ -194,9 +216,17 @@ class StudySpec:
             "norm_options": {k: dict(v) for k, v in self.norm_options.items()},
             "factors": {k: list(v) for k, v in self.factors.items()},
             "seeds": list(self.seeds),
-            "lr": {**asdict(self.lr), "grid": list(self.lr.grid)},
+            "lr": self.lr.to_dict(),
             "exclude": [dict(e) for e in self.exclude],
+            # The default is left out so that specs written before the key keep their study id.
+            **({"compare": self.compare} if self.compare != "norm" else {}),
         }
+
+    @property
+    def baseline(self) -> Any:
+        """First level of the compared factor (the base run's value when it is not varied)."""
+        levels = self.factors.get(self.compare)
+        return levels[0] if levels else getattr(self.base, self.compare, None)
 
     @property
     def study_id(self) -> str:

@@ -33,7 +33,7 @@ from normlab.train import RunResult
 
 from .plan import PlannedRun
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 FINISHED = ("done", "diverged")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -98,6 +98,13 @@ MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (run_id, kind)
     );
     """,
+    5: """
+    CREATE TABLE legs (
+        study_id TEXT NOT NULL REFERENCES studies(study_id),
+        finished_at REAL NOT NULL,
+        wall_time REAL NOT NULL
+    );
+    """,
 }
 """Version -> SQL that brings a store from version - 1 to version.
 
@@ -108,7 +115,9 @@ sha256]), so that resuming on changed data is refused; NULL for studies of built
 studies recorded before v3.
 v4: per run, the pack size it trained in, its device and whether it collapsed (finished at
 chance); table ``diagnostics``: one JSON record per run and kind (``gap``, ``stability``,
-``noise``, ``variance_shift``)."""
+``noise``, ``variance_shift``).
+v5: table ``legs``: the wall time of each invocation that ran a study (a resumed study's wall
+time is the sum of its legs, not the last one's)."""
 
 RESULT_COLUMNS = (
     "test_acc",
@@ -179,6 +188,25 @@ class Store:
         if row is None or row[0] is None:
             return None
         return [tuple(entry) for entry in json.loads(row[0])]  # type: ignore[misc]
+
+    def study_name(self, study_id: str) -> str:
+        """The study's ``[study] name`` (its id if the study is unknown)."""
+        row = self.connection.execute(
+            "SELECT name FROM studies WHERE study_id = ?", (study_id,)
+        ).fetchone()
+        return study_id if row is None else row[0]
+
+    def add_leg(self, study_id: str, wall_time: float) -> None:
+        """Record one invocation's wall time on ``study_id``."""
+        with self.connection:
+            self.connection.execute(
+                "INSERT INTO legs VALUES (?, ?, ?)", (study_id, time.time(), wall_time)
+            )
+
+    def legs(self, study_id: str) -> list[float]:
+        """Wall time of each invocation that ran ``study_id``, oldest first (none before v5)."""
+        query = "SELECT wall_time FROM legs WHERE study_id = ? ORDER BY finished_at"
+        return [row[0] for row in self.connection.execute(query, (study_id,))]
 
     def study_spec(self, study_id: str) -> dict[str, Any]:
         row = self.connection.execute(

@@ -1,0 +1,201 @@
+"""The verdict: sentences computed from the comparisons, never a template that assumes an outcome.
+
+Each sentence states a number with its interval and the test behind it. The baseline is
+*significantly worse* at a batch size when the alternative with the best mean beats it with a
+Holm-adjusted p < 0.05; *significantly better* when it beats every alternative so; otherwise it is
+*within noise of the best*. With fewer than three seeds there is no interval, and the verdict says
+so. When the store holds inference-statistics gap records (``diagnostics.gap``) for the baseline,
+the deficit is decomposed: how much of it PreciseBN recalibration recovers (Wu & Johnson 2021).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from .compare import ALPHA, CellStats, Comparison, best_alternative
+from .statistics import MIN_SEEDS_FOR_CI, Interval
+from .summary import cell_key
+
+
+@dataclass(frozen=True)
+class Verdict:
+    sentences: tuple[str, ...]
+    recommendation: str
+
+    @property
+    def paragraph(self) -> str:
+        return " ".join((*self.sentences, self.recommendation))
+
+
+def points(value: float) -> str:
+    """An accuracy difference in percentage points, one decimal."""
+    return f"{100 * value:.1f}"
+
+
+def interval(ci: Interval | None) -> str:
+    if ci is None:
+        return "no CI: fewer than 3 seeds"
+    return f"95% CI {points(ci.low)} to {points(ci.high)}"
+
+
+def _p(comparison: Comparison) -> str:
+    if comparison.p_holm is None:
+        return "no test: fewer than 2 seeds"
+    return f"Holm p = {comparison.p_holm:.2g}"
+
+
+def _where(context: dict[str, Any]) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in context.items())
+
+
+def gap_recovery(cell: CellStats, gaps: dict[int, dict[str, Any]]) -> dict[str, float] | None:
+    """Mean EMA, PreciseBN and batch-statistics accuracy of ``cell``'s seeds that have a gap
+    record (``gaps``: seed -> ``GapReport.to_dict()``); None without any."""
+    found = [gaps[s] for s in cell.test_by_seed if s in gaps]
+    if not found:
+        return None
+    return {
+        key: statistics.fmean(g[f"{key}_acc"] for g in found)
+        for key in ("running", "precise", "batch")
+    }
+
+
+def verdict(
+    cells: list[CellStats],
+    comparisons: list[Comparison],
+    compare: str,
+    baseline: str,
+    gaps: dict[str, dict[int, dict[str, Any]]] | None = None,
+    axis: str = "batch_size",
+) -> Verdict:
+    """Sentences about ``baseline`` against the other levels of ``compare``.
+
+    ``gaps``: cell key -> seed -> gap record, for the decomposition of a deficit.
+    """
+    gaps = gaps or {}
+    if not comparisons:
+        return Verdict(
+            (f"The study has no level of {compare} to compare with {baseline}.",),
+            "No recommendation: nothing was compared.",
+        )
+    by_context: dict[str, list[Comparison]] = defaultdict(list)
+    for comparison in comparisons:
+        by_context[cell_key(comparison.context)].append(comparison)
+    cells_by_key = {cell_key(c.summary.cell): c for c in cells}
+    base_cells = {cell_key(c.context): c for c in cells if c.label == baseline}
+    worse, better, tied = [], [], []
+    for members in by_context.values():
+        best = best_alternative(members)
+        if best is None:
+            continue
+        if best.significant and best.difference < 0:
+            worse.append(best)
+        elif all(c.significant and (c.difference or 0) > 0 for c in members):
+            better.append(min(members, key=lambda c: c.difference or 0))
+        else:
+            tied.append(best)
+    seeds = min(c.seeds for c in comparisons)
+    sentences = []
+    if seeds < MIN_SEEDS_FOR_CI:
+        sentences.append(
+            f"With {seeds} seed(s) per cell there are no confidence intervals: the differences "
+            "below are point estimates."
+        )
+    for best in _ordered(worse, axis):
+        text = (
+            f"At {_where(best.context)}, {baseline}'s test accuracy is "
+            f"{points(-best.difference)} points below {best.alternative} "
+            f"({interval(_negated(best.ci))}, {_p(best)}, d_z = {_dz(best)}, {best.seeds} seeds)"
+        )
+        base = base_cells.get(cell_key(best.context))
+        recovered = gap_recovery(base, gaps.get(cell_key(base.summary.cell), {})) if base else None
+        if recovered is not None:
+            deficit = -best.difference
+            gain = recovered["precise"] - recovered["running"]
+            text += (
+                f"; PreciseBN recalibration recovers {100 * gain / deficit:.0f}% of that gap "
+                f"(EMA {points(recovered['running'])}%, PreciseBN {points(recovered['precise'])}%,"
+                f" batch statistics {points(recovered['batch'])}%)"
+            )
+        sentences.append(text + ".")
+    if tied:
+        within = _ordered(tied, axis)
+        largest = max(within, key=lambda c: abs(c.difference))
+        sentences.append(
+            f"At {_list_where(within, axis)}, {baseline} is within noise of the best "
+            f"(largest gap to the best alternative: {baseline} - {largest.alternative} = "
+            f"{points(largest.difference)} points at {_where(largest.context)}, "
+            f"{interval(largest.ci)}, "
+            f"{_p(largest)})."
+        )
+    for best in _ordered(better, axis):
+        sentences.append(
+            f"At {_where(best.context)}, {baseline} is significantly better than every "
+            f"alternative, by at least {points(best.difference)} points over {best.alternative} "
+            f"({interval(best.ci)}, {_p(best)})."
+        )
+    if not worse and not better:
+        sentences.append(
+            f"No difference between {baseline} and the other levels of {compare} is significant "
+            f"(Holm-corrected over {len(comparisons)} paired comparisons at alpha = {ALPHA})."
+        )
+    return Verdict(tuple(sentences), _recommend(worse, better, tied, baseline, axis, cells_by_key))
+
+
+def _recommend(
+    worse: list[Comparison],
+    better: list[Comparison],
+    tied: list[Comparison],
+    baseline: str,
+    axis: str,
+    cells: dict[str, CellStats],
+) -> str:
+    if not worse and not better:
+        return (
+            f"Recommendation: the data show no reason to change {baseline}; a smaller difference "
+            "would need more seeds to resolve."
+        )
+    if not worse:
+        return f"Recommendation: keep {baseline}; no alternative beats it significantly here."
+    by_alternative: dict[str, list[Comparison]] = defaultdict(list)
+    for comparison in _ordered(worse, axis):
+        by_alternative[comparison.alternative].append(comparison)
+    switches = "; ".join(
+        f"at {_list_where(members, axis)} use {alternative}"
+        for alternative, members in by_alternative.items()
+    )
+    keep = [c for c in (*tied, *better) if c.context]
+    text = f"Recommendation: {switches}"
+    if keep:
+        text += f"; keep {baseline} at {_list_where(_ordered(keep, axis), axis)}"
+    return text + "."
+
+
+def _ordered(comparisons: list[Comparison], axis: str) -> list[Comparison]:
+    return sorted(comparisons, key=lambda c: (str(_rest(c, axis)), c.context.get(axis, 0)))
+
+
+def _rest(comparison: Comparison, axis: str) -> dict[str, Any]:
+    return {k: v for k, v in comparison.context.items() if k != axis}
+
+
+def _list_where(comparisons: list[Comparison], axis: str) -> str:
+    """``batch_size 16, 32 and 128`` when only the axis varies, else each context in full."""
+    rests = {cell_key(_rest(c, axis)) for c in comparisons}
+    if len(rests) == 1 and all(axis in c.context for c in comparisons):
+        sizes = [str(c.context[axis]) for c in comparisons]
+        listed = sizes[0] if len(sizes) == 1 else f"{', '.join(sizes[:-1])} and {sizes[-1]}"
+        prefix = _where(_rest(comparisons[0], axis))
+        return f"{axis.replace('_', ' ')} {listed}" + (f" ({prefix})" if prefix else "")
+    return "; ".join(_where(c.context) for c in comparisons)
+
+
+def _negated(ci: Interval | None) -> Interval | None:
+    return None if ci is None else Interval(-ci.high, -ci.low)
+
+
+def _dz(comparison: Comparison) -> str:
+    return "n/a" if comparison.effect_size is None else f"{comparison.effect_size:.1f}"

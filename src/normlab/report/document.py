@@ -1,0 +1,275 @@
+"""A study's report as data: verdict, tables, figures, notes, reproduction. Rendered to HTML,
+Markdown and the terminal by :mod:`.html`, :mod:`.markdown` and :mod:`.terminal`.
+
+Built from :class:`StudyInput`, the plain records the store holds (no torch, no live model).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from normlab.analysis.compare import CellStats, Comparison, cell_statistics, compare_cells
+from normlab.analysis.summary import CellSummary, cell_key
+from normlab.analysis.verdict import Verdict, interval, points, verdict
+
+from . import figures
+from .tables import Table, lr_range_table, statistics_gap_table
+
+
+@dataclass(frozen=True)
+class StudyInput:
+    """Everything a report reads, as plain values (``Store`` methods return them)."""
+
+    name: str
+    spec: dict[str, Any]
+    records: list[dict[str, Any]]
+    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    legs: list[float] = field(default_factory=list)
+    """Wall time of each invocation that ran the study."""
+    versions: dict[str, str] = field(default_factory=dict)
+    command: str = ""
+    """The command that reruns the study."""
+    spec_text: str = ""
+    """The spec as TOML (written beside the report)."""
+
+
+@dataclass(frozen=True)
+class Report:
+    title: str
+    question: str
+    verdict: Verdict
+    tables: list[Table]
+    figures: list[figures.Figure]
+    notes: list[str]
+    protocol: list[str]
+    runs: list[str]
+    reproduction: StudyInput
+
+
+def compared(spec: dict[str, Any]) -> tuple[str, str]:
+    """The compared factor and its baseline level (first level; the base value if not varied)."""
+    factor = spec.get("compare", "norm")
+    levels = spec.get("factors", {}).get(factor)
+    return factor, str(levels[0] if levels else spec["base"].get(factor))
+
+
+def cell_label(cell: CellStats) -> str:
+    """``0.962 [0.955, 0.968] (lr 0.03*)``: mean, 95% CI (or ± std), selected lr."""
+    if cell.mean is None:
+        return f"diverged ({cell.summary.diverged}/{cell.summary.seeds})"
+    text = f"{cell.mean:.3f}"
+    if cell.ci is not None:
+        text += f" [{cell.ci.low:.3f}, {cell.ci.high:.3f}]"
+    elif cell.std is not None:
+        text += f" ± {cell.std:.3f}"
+    if len(cell.summary.lr_grid) > 1:
+        edge = "*" if cell.summary.lr_at_grid_edge else ""
+        text += f" (lr {cell.summary.selected_lr:g}{edge})"
+    if cell.summary.diverged:
+        text += f" ({cell.summary.diverged} div.)"
+    if not cell.summary.complete:
+        text += f" [{cell.summary.finished}/{cell.summary.planned} runs finished]"
+    return text
+
+
+def main_tables(cells: list[CellStats], compare: str) -> list[Table]:
+    """Rows: levels of the compared factor; columns: batch sizes; one table per other context."""
+    groups: dict[str, list[CellStats]] = defaultdict(list)
+    for cell in cells:
+        rest = {k: v for k, v in cell.context.items() if k != "batch_size"}
+        groups[cell_key(rest)].append(cell)
+    tables = []
+    for key, members in groups.items():
+        rest = json.loads(key)
+        sizes = list(dict.fromkeys(c.context.get("batch_size") for c in members))
+        header = [compare, *(f"batch {s}" if s is not None else "test accuracy" for s in sizes)]
+        by = {(c.label, c.context.get("batch_size")): c for c in members}
+        rows = [
+            [label, *(cell_label(by[(label, s)]) if (label, s) in by else "—" for s in sizes)]
+            for label in dict.fromkeys(c.label for c in members)
+        ]
+        where = ", ".join(f"{k}={v}" for k, v in rest.items())
+        title = "Test accuracy: mean [95% CI] at the selected lr" + (f" ({where})" if where else "")
+        tables.append(Table(title, header, rows))
+    return tables
+
+
+def comparison_table(comparisons: list[Comparison]) -> Table:
+    header = [
+        "context",
+        "baseline - alternative",
+        "points",
+        "95% CI",
+        "p",
+        "Holm p",
+        "d_z",
+        "seeds",
+    ]
+    rows = [
+        [
+            ", ".join(f"{k}={v}" for k, v in c.context.items()) or "—",
+            f"{c.baseline} - {c.alternative}",
+            points(c.difference) if c.difference is not None else "—",
+            interval(c.ci).removeprefix("95% CI "),
+            f"{c.p_value:.2g}" if c.p_value is not None else "—",
+            f"{c.p_holm:.2g}" + (" *" if c.significant else "") if c.p_holm is not None else "—",
+            f"{c.effect_size:.1f}" if c.effect_size is not None else "—",
+            str(c.seeds),
+        ]
+        for c in comparisons
+    ]
+    return Table("Paired comparisons (same seed = same data order), Holm-corrected", header, rows)
+
+
+def _gaps(cells: list[CellStats], study: StudyInput, baseline: str):
+    """Gap records of the baseline's runs at each cell's selected lr: by cell key and seed (for
+    the verdict), and by batch size (for the figure)."""
+    by_cell: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    by_size: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    keys = {cell_key(c.summary.cell): c for c in cells}
+    for record in study.records:
+        gap = study.diagnostics.get(record["run_id"], {}).get("gap")
+        cell = keys.get(cell_key({**_fixed(record), **record["cell"]}))
+        if gap is None or cell is None or record["config"]["lr"] != cell.summary.selected_lr:
+            continue
+        by_cell[cell_key(cell.summary.cell)][record["config"]["seed"]] = gap
+        if cell.label == baseline:
+            for kind in ("running", "precise", "batch"):
+                by_size[record["config"]["batch_size"]][kind].append(gap[f"{kind}_acc"])
+    return dict(by_cell), dict(by_size)
+
+
+def _fixed(record: dict[str, Any]) -> dict[str, Any]:
+    return {a: record["config"][a] for a in ("norm", "batch_size") if a in record["config"]}
+
+
+def build_report(study: StudyInput) -> Report:
+    """Analyse ``study`` and lay out its report."""
+    compare, baseline = compared(study.spec)
+    cells = cell_statistics(study.records, compare)
+    comparisons = compare_cells(cells, baseline)
+    gaps_by_cell, gaps_by_size = _gaps(cells, study, baseline)
+    result = verdict(cells, comparisons, compare, baseline, gaps=gaps_by_cell)
+    noise = [d["noise"] for d in study.diagnostics.values() if "noise" in d]
+    figure_list = [
+        figures.accuracy_vs_batch(cells, compare),
+        figures.learning_curves(cells, study.records, study.curves),
+        figures.statistics_gap(gaps_by_size),
+        figures.batch_noise(noise),
+        figures.lr_sensitivity(cells, compare),
+        figures.stability(study.records, study.diagnostics, compare),
+    ]
+    tables = main_tables(cells, compare)
+    if comparisons:
+        tables.append(comparison_table(comparisons))
+    summaries = [cell.summary for cell in cells]
+    extra = [statistics_gap_table(summaries, _batch_statistics_norms(study.records))]
+    extra.append(lr_range_table(summaries))
+    tables += [table for table in extra if table is not None]
+    question = (
+        f"Does {compare} = {baseline} hinder training here, and which {compare} should be used "
+        "instead?"
+    )
+    return Report(
+        title=study.name,
+        question=question,
+        verdict=result,
+        tables=tables,
+        figures=figure_list,
+        notes=_notes(cells, study.spec),
+        protocol=_protocol(study.spec),
+        runs=_runs(study, summaries),
+        reproduction=study,
+    )
+
+
+def _notes(cells: list[CellStats], spec: dict[str, Any]) -> list[str]:
+    notes = []
+    edge = [c for c in cells if c.summary.lr_at_grid_edge]
+    if edge:
+        extend = spec["lr"].get("extend", 2)
+        listed = "; ".join(
+            f"{', '.join(f'{k}={v}' for k, v in c.summary.cell.items())} (lr {c.summary.selected_lr:g})"
+            for c in edge
+        )
+        notes.append(
+            f"`*` {len(edge)} of {len(cells)} cells still select an lr at the edge of the grid "
+            f"they tried ({f'after extending it by up to {extend} values per side' if extend else 'grid extension off: [lr] extend = 0'}): {listed}. Their "
+            "best lr may lie outside; read their numbers as lower bounds."
+        )
+    spread = [c for c in cells if c.lr_test_spread is not None]
+    if spread:
+        worst = max(spread, key=lambda c: c.lr_test_spread)
+        notes.append(
+            f"LR-selection honesty: across the lrs whose val mean is within one val std of the "
+            f"selected one, test accuracy moves by up to {points(worst.lr_test_spread)} points "
+            f"({', '.join(f'{k}={v}' for k, v in worst.summary.cell.items())}); in "
+            f"{len(spread)} of {len(cells)} cells more than one lr is that close."
+        )
+    return notes
+
+
+def _protocol(spec: dict[str, Any]) -> list[str]:
+    base, lr = spec["base"], spec["lr"]
+    budget = (
+        f"{base['steps']} optimizer steps per run"
+        if base.get("steps")
+        else f"{base['epochs']} epochs per run (equal examples across batch sizes)"
+    )
+    lr_text = {
+        "fixed": f"fixed at {lr.get('base_lr')}",
+        "scaled": f"{lr.get('rule')} scaling from {lr.get('base_lr')} at batch {lr.get('base_batch_size')}",
+    }.get(
+        lr["mode"], "tuned per cell on validation accuracy over a log grid, extended past an edge"
+    )
+    return [
+        f"Data: `{base['dataset']}`, fixed stratified train / val / test split; val selects, "
+        "test reports.",
+        f"Model: `{base.get('model', 'resnet')}`; {budget}; optimizer {base['optimizer']}.",
+        f"Learning rate: {lr_text}.",
+        f"Seeds: {len(spec['seeds'])} (seed s gives every cell the same data order: paired).",
+    ]
+
+
+def _batch_statistics_norms(records: list[dict[str, Any]]) -> set[str]:
+    """Norms whose runs recorded an inference-statistics gap, or whose test accuracy with batch
+    statistics differs from eval mode (the norms that use batch statistics in training)."""
+    return {
+        record["config"].get("norm", "")
+        for record in records
+        if (record.get("diagnostics") or {}).get("gap")
+        or (
+            record.get("test_acc") is not None
+            and record.get("test_acc_batch_stats") is not None
+            and record["test_acc"] != record["test_acc_batch_stats"]
+        )
+    }
+
+
+def _runs(study: StudyInput, summaries: list[CellSummary]) -> list[str]:
+    counts: dict[str, int] = defaultdict(int)
+    for record in study.records:
+        counts[record["status"]] += 1
+    lines = [", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + "."]
+    unstable = [s for s in summaries if s.diverged_total or s.collapsed_total]
+    if unstable:
+        listed = "; ".join(
+            f"{', '.join(f'{k}={v}' for k, v in s.cell.items())}: {s.diverged_total} diverged, "
+            f"{s.collapsed_total} collapsed"
+            for s in unstable
+        )
+        lines.append(
+            "Unstable runs over the whole lr grid, per cell (collapsed: finished at chance, "
+            f"final train loss about ln(classes)): {listed}."
+        )
+    if study.legs:
+        lines.append(
+            f"Wall time: {sum(study.legs):.0f} s over {len(study.legs)} invocation(s) "
+            f"({', '.join(f'{leg:.0f} s' for leg in study.legs)})."
+        )
+    lines.append("Every run, with its config and per-epoch curves: `normlab.db` (SQLite).")
+    return lines

@@ -1,0 +1,132 @@
+"""A tiny study end to end writes report.html and report.md with figures; ``normlab report DIR``
+regenerates them; a folder of several studies gets one report each and an index; report.html
+renders in headless Chromium with every figure loaded and no console error."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from normlab.cli import main
+
+SPEC = """
+[study]
+name = "tiny report study"
+seeds = 3
+
+[run]
+dataset = "synthetic"
+dataset_options = { num_examples = 160, num_classes = 4, size = 8 }
+depth = 8
+widths = [4, 4, 4]
+epochs = 1
+
+[factors]
+norm = ["bn", "gn"]
+batch_size = [8, 32]
+
+[run.norm_options.gn]
+groups = 2
+
+[lr]
+mode = "fixed"
+base_lr = 0.05
+"""
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    spec = folder / "tiny.toml"
+    spec.write_text(SPEC)
+    out = folder / "out"
+    code = main(
+        ["study", str(spec), "--out", str(out), "--workers", "1", "--threads", "1", "--quiet"]
+    )
+    assert code == 0
+    return out
+
+
+def test_a_study_writes_its_report_with_figures(study_dir):
+    html = (study_dir / "report.html").read_text()
+    markdown = (study_dir / "report.md").read_text()
+    assert "Recommendation:" in html and "## Verdict" in markdown
+    assert (study_dir / "figures" / "accuracy_vs_batch.png").stat().st_size > 0
+    assert "figures/accuracy_vs_batch.png" in markdown
+    assert (study_dir / "spec.toml").read_text().startswith("[study]")
+
+
+def test_normlab_report_regenerates_the_report(study_dir, capsys):
+    (study_dir / "report.html").unlink()
+    shutil.rmtree(study_dir / "figures")
+    assert main(["report", str(study_dir)]) == 0
+    assert "Recommendation:" in capsys.readouterr().out
+    assert (study_dir / "report.html").exists() and (study_dir / "figures").is_dir()
+    assert main(["report", str(study_dir), "--readme"]) == 0
+    assert "normlab report --readme: begin" in capsys.readouterr().out
+
+
+def test_several_studies_get_one_report_each_and_an_index(study_dir, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(study_dir, out)
+    second = tmp_path / "second.toml"
+    second.write_text(
+        SPEC.replace("tiny report study", "second study").replace("seeds = 3", "seeds = 2")
+    )
+    code = main(
+        ["study", str(second), "--out", str(out), "--force-new", "--workers", "1", "--quiet"]
+    )
+    assert code == 0
+    index = (out / "index.html").read_text()
+    assert "tiny-report-study/report.html" in index and "second-study/report.html" in index
+    assert (out / "second-study" / "report.md").exists()
+    assert "no confidence intervals" in (out / "second-study" / "report.md").read_text()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const sizes = [...document.images].map(i => i.naturalWidth + "x" + i.naturalHeight);
+  const out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = "IMAGES " + sizes.join(" ") + " END";
+  document.body.appendChild(out);
+});
+</script></body>"""
+
+
+def chromium(*args: str) -> subprocess.CompletedProcess:
+    command = [CHROMIUM, "--headless", "--disable-gpu", "--no-sandbox", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (CI installs Debian's chromium)")
+def test_report_renders_in_headless_chromium(study_dir, tmp_path):
+    page = tmp_path / "probe.html"
+    page.write_text((study_dir / "report.html").read_text().replace("</body>", PROBE))
+    dumped = chromium(
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        page.as_uri(),
+    )
+    sizes = re.search(r"<pre id=\"probe\">IMAGES (.*?) END", dumped.stdout)
+    assert sizes is not None, dumped.stderr[-2000:]
+    images = sizes.group(1).split()
+    expected = (study_dir / "report.html").read_text().count("<img ")
+    assert len(images) == expected >= 3
+    assert all(int(w) > 0 and int(h) > 0 for w, h in (s.split("x") for s in images))
+    assert "Recommendation:" in dumped.stdout
+    console = [
+        line for line in dumped.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line
+    ]
+    assert not [line for line in console if "Uncaught" in line or ":ERROR:CONSOLE" in line]
+    screenshot = tmp_path / "first-screen.png"
+    shot = chromium(
+        f"--screenshot={screenshot}", "--window-size=1280,900", (study_dir / "report.html").as_uri()
+    )
+    assert screenshot.exists() and screenshot.stat().st_size > 0, shot.stderr[-2000:]
