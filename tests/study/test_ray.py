@@ -1,5 +1,5 @@
 """The ``ray`` executor against a running Ray head on 127.0.0.1 (started by .ci/run inside a
-network namespace that has only loopback; see DESIGN.md, "Tests that start a server").
+network namespace that has only loopback).
 
 The head is found like the CLI finds it: ``$RAY_ADDRESS``, else ``"auto"``.
 """
