@@ -16,7 +16,7 @@ sample weight alpha::
 alpha = 0 is BN's evaluation. Default: the paper's rule-of-thumb approximation alpha = 1 / B,
 with B the training batch size, which the layer records in training (``train_batch_size``) or
 takes from the ``batch_size`` option (a model trained elsewhere, e.g. after ``swap_norm``); an
-explicit ``alpha`` overrides both. The paper also estimates alpha (for the mean and the variance
+explicit ``alpha`` overrides both; with neither, alpha = 0. The paper also estimates alpha (for the mean and the variance
 separately) with learnable variables trained online; that variant is not implemented here.
 
 Packing: the statistics are per channel (per sample and channel at evaluation): ``channel``.
@@ -65,15 +65,13 @@ class EvalNorm(BatchNorm):
         self.register_buffer("train_batch_size", torch.zeros((), dtype=torch.long))
 
     def sample_weight(self) -> float:
-        """alpha in force: the option, else 1 / ``batch_size``, else 1 / the trained batch size."""
+        """alpha in force: the option, else 1 / ``batch_size``, else 1 / the trained batch size,
+        else 0 (a layer never trained here, with no ``batch_size``: BN's evaluation)."""
         if self.alpha is not None:
             return self.alpha
         batch_size = self.batch_size or int(self.train_batch_size)
-        if batch_size < 1:
-            raise NormlabError(
-                "evalnorm: evaluation needs the training batch size; train the layer first or "
-                "pass batch_size= (or alpha=)"
-            )
+        if batch_size < 1:  # never trained here and no batch_size given: BN's evaluation
+            return 0.0
         return 1.0 / batch_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
