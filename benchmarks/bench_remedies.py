@@ -4,7 +4,8 @@ Each norm trains the seed ResNet (``resnet``, depth 8) and ``resnet20`` on the b
 ``shapes`` task with SGD, one thread, in one process: (a) unpacked, a plain loop of forward,
 backward and SGD step after a warm-up long enough that every method runs its moving-average /
 window path (short warm-up options below); (b) packed, ``train_packed`` training ``pack_size``
-runs as one model, per run-step (its reported wall time per run, divided by the steps). The
+runs as one model, per run-step (its reported wall time per run, divided by the steps), where
+the model and norm pack (``resnet20`` has no packed form: "not packed"). The
 result is milliseconds per step and the ratio to BN measured in the same process; absolute
 numbers depend on the (shared) machine.
 
@@ -21,9 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from normlab.data.shapes import shapes
-from normlab.norms import norm_entry
 from normlab.train import RunConfig, build_model
-from normlab.train.packed import train_packed
+from normlab.train.packed import can_pack, train_packed
 
 NORMS = "bn,mabn,cbn,cbn_naive,evalnorm,brn,gbn,gn"
 WARMUP = 5
@@ -99,12 +99,12 @@ def main() -> None:
             for norm in args.norms.split(","):
                 config = _config(model, norm, batch_size, args.steps)
                 plain = unpacked_ms(config, data, args.steps)
-                packable = norm_entry(norm).packing is not None
+                packable = can_pack(config)[0]
                 packed = packed_ms(config, data, args.steps, args.pack_size) if packable else None
                 if norm == "bn":
                     baseline, baseline_packed = plain, packed
                 ratio = f"{plain / baseline:.2f}" if baseline else "-"
-                packed_text = f"{packed:.1f}" if packed is not None else "fallback"
+                packed_text = f"{packed:.1f}" if packed is not None else "not packed"
                 packed_ratio = (
                     f"{packed / baseline_packed:.2f}" if packed and baseline_packed else "-"
                 )
