@@ -6,13 +6,20 @@ build on.
 
 from .batch import BatchNorm, batch_norm, batch_norm_keras
 from .batch_group import BatchGroupNorm, batch_group_norm
+from .cross_iteration import (
+    CrossIterationBatchNorm,
+    cross_iteration_batch_norm,
+    naive_cross_iteration_batch_norm,
+)
 from .errors import NormlabError
+from .evalnorm import EvalNorm, eval_norm
 from .evonorm import EvoNormB0, EvoNormS0, evonorm_b0, evonorm_s0
 from .frozen import FrozenBatchNorm, frozen_batch_norm
 from .ghost import GhostBatchNorm, ghost_batch_norm
 from .group import group_norm, instance_norm, layer_norm_chw
 from .identity import NoNorm, no_norm
 from .layer import ChannelLayerNorm, layer_norm_keras
+from .moving_average import MovingAverageBatchNorm, moving_average_batch_norm
 from .packed import (
     PACKINGS,
     PackedChannelLayerNorm,
@@ -96,6 +103,7 @@ register(
         "Hoffer et al. 2017 (Ghost BatchNorm)",
         True,
         running_momentum=True,
+        keeps_bn=True,
         packing="channel",
     )
 )
@@ -106,6 +114,7 @@ register(
         "Ioffe 2017 (Batch Renormalization)",
         True,
         running_momentum=True,
+        keeps_bn=True,
         packing="channel",
     )
 )
@@ -171,6 +180,50 @@ register(
         packing="group",
     )
 )
+register(
+    NormEntry(
+        "mabn",
+        moving_average_batch_norm,
+        "Yan et al. 2020 (Moving Average BN)",
+        True,
+        running_momentum=True,
+        keeps_bn=True,
+        packing="channel",
+    )
+)
+register(
+    NormEntry(
+        "cbn",
+        cross_iteration_batch_norm,
+        "Yao et al. 2021 (Cross-Iteration BN)",
+        True,
+        running_momentum=True,
+        keeps_bn=True,
+        packing="channel",
+    )
+)
+register(
+    NormEntry(
+        "cbn_naive",
+        naive_cross_iteration_batch_norm,
+        "Yao et al. 2021 (Cross-Iteration BN window without compensation)",
+        True,
+        running_momentum=True,
+        keeps_bn=True,
+        packing="channel",
+    )
+)
+register(
+    NormEntry(
+        "evalnorm",
+        eval_norm,
+        "Singh & Shrivastava 2019 (EvalNorm)",
+        True,
+        running_momentum=True,
+        keeps_bn=True,
+        packing="channel",
+    )
+)
 
 __all__ = [
     "PACKINGS",
@@ -178,11 +231,14 @@ __all__ = [
     "BatchNorm",
     "BatchRenorm",
     "ChannelLayerNorm",
+    "CrossIterationBatchNorm",
+    "EvalNorm",
     "EvoNormB0",
     "EvoNormS0",
     "FilterResponseNorm",
     "FrozenBatchNorm",
     "GhostBatchNorm",
+    "MovingAverageBatchNorm",
     "NoNorm",
     "NormEntry",
     "NormlabError",

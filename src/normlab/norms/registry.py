@@ -36,6 +36,10 @@ class NormEntry:
     """True when the training-mode forward computes exactly the eval-mode forward (no batch
     statistics, no running statistics used or updated in training, no noise), so evaluating in
     training mode changes nothing. False, the safe default, unless that is known."""
+    keeps_bn: bool = False
+    """True for a remedy for BN at small batch that keeps BN's place in the architecture and a
+    per-channel affine inference transform (brn, gbn, mabn, cbn, cbn_naive, evalnorm): the
+    candidates when the verdict names "the best remedy that keeps BN". BN itself is False."""
     packing: str | None = None
     """How K runs' layers become one layer of a packed model (``norms/packed.py``), or None
     when the layer cannot be packed exactly (its runs then train one by one): ``channel``
