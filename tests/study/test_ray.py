@@ -45,14 +45,19 @@ def loopback_head() -> str:
 
 
 def metrics(out) -> dict[str, dict]:
-    """Each run's status, metrics and curve, without timings."""
-    timings = ("wall_time", "images_per_sec", "updated_at")
+    """Each run's status, metrics, diagnostics and curve, without timings."""
+    timings = ("wall_time", "images_per_sec", "updated_at", "precise_seconds")
+
+    def untimed(record: dict) -> dict:
+        return {
+            k: untimed(v) if isinstance(v, dict) else v
+            for k, v in record.items()
+            if k not in timings
+        }
+
     with open_store(out / STORE_NAME, create=False) as store:
         return {
-            record["run_id"]: {
-                **{k: v for k, v in record.items() if k not in timings},
-                "curve": store.curves(record["run_id"]),
-            }
+            record["run_id"]: {**untimed(record), "curve": store.curves(record["run_id"])}
             for record in store.records()
         }
 
