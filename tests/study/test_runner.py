@@ -21,7 +21,7 @@ from normlab.study import (
 
 def per_run(train_run):
     """The executors call the engine with a unit (list) of runs; fake it one run at a time."""
-    return lambda unit, dataset: [train_run(config, dataset) for config in unit]
+    return lambda unit, dataset, **options: [train_run(config, dataset) for config in unit]
 
 
 def tiny_spec(seeds=(0, 1), norms=("bn", "none", "gn")):

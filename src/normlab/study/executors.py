@@ -42,9 +42,11 @@ import torch
 
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult, train_runs
+from normlab.train.device import resolve_device
 
 from .ray_executor import run_ray
 from .work import (
+    PACK_MODES,
     DispatchCallback,
     Execution,
     ResultCallback,
@@ -57,7 +59,9 @@ from .work import (
 )
 
 EXECUTORS = ("local", "ray")
-DEFAULT_EXECUTION = Execution()
+DEFAULT_EXECUTION = Execution(pack="off")
+"""What the executor functions assume when given no ``execution``: one run per unit (``run_study``
+and the CLI pack by default and always pass one)."""
 LIVENESS_CHECK_SECONDS = 1.0
 """How often the driver checks that no pool worker died while every run in flight is long."""
 
@@ -65,10 +69,13 @@ LIVENESS_CHECK_SECONDS = 1.0
 def train_safely(
     unit: Sequence[RunConfig], execution: Execution = DEFAULT_EXECUTION
 ) -> list[RunResult]:
-    """Train one unit of runs; an exception fails the unit's runs with its traceback."""
+    """Train one unit of runs; an exception fails the unit's runs with its traceback. A pack
+    that raises is retrained run by run, so that one faulty run fails alone."""
     try:
-        return train_runs(unit, dataset_for(unit[0]))
+        return train_runs(unit, dataset_for(unit[0]), device=resolve_device(execution.device))
     except Exception:  # a failing run is a result; the study goes on
+        if len(unit) > 1:
+            return [train_safely([config], execution)[0] for config in unit]
         error = traceback.format_exc()
         return [failed_result(config, error) for config in unit]
 
@@ -99,6 +106,7 @@ def execute(
     """Train ``configs`` with ``executor`` (see the module docstring for each one's options);
     ``execution`` reaches every worker with each unit."""
     check_options(executor, workers, threads)
+    check_execution(executor, execution)
     if not configs:
         return  # nothing to train: do not start a pool or connect to a cluster
     threads = threads or default_threads(executor, workers)
@@ -136,6 +144,15 @@ def check_options(executor: str, workers: int | None, threads: int | None) -> No
         raise NormlabError(f"--threads must be >= 1, got {threads}")
 
 
+def check_execution(executor: str, execution: Execution) -> None:
+    """Refuse an unknown ``--pack`` or ``--device``, and ``--device cuda`` for local workers on
+    a machine without CUDA (a Ray cluster's nodes are checked by its tasks)."""
+    if execution.pack not in PACK_MODES:
+        raise NormlabError(f"--pack {execution.pack!r}; valid: {', '.join(PACK_MODES)}")
+    if executor == "local" or execution.device not in ("auto", "cuda"):
+        resolve_device(execution.device)
+
+
 def default_threads(executor: str, workers: int | None) -> int:
     """Threads per run when ``--threads`` is not given."""
     if executor == "ray":
@@ -156,7 +173,7 @@ def run_local(
     check_options("local", workers, threads)
     threads = threads or threads_per_worker(workers)
     on_dispatch = on_dispatch or (lambda config: None)
-    units = work_units(configs)
+    units = work_units(configs, execution.pack)
     if workers == 1 or len(units) <= 1:
         for unit in units:
             for config in unit:

@@ -21,7 +21,7 @@ from normlab.data import changed_files, data_fingerprint
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult
 
-from .executors import check_options, default_threads, execute
+from .executors import check_execution, check_options, default_threads, execute
 from .plan import PlannedRun, check_plan, cost_order, expand
 from .spec import StudySpec
 from .store import FINISHED, Store, open_store
@@ -99,10 +99,14 @@ def run_study(
 ) -> StudyOutcome:
     """Train every unfinished run of ``spec`` into ``out_dir/normlab.db``.
 
-    ``workers``: runs in flight (local default: one per core; Ray default: the cluster's CPUs
-    // threads). ``threads``: torch threads per run (local default: cores // workers; Ray: 1).
+    ``workers``: units of work in flight (local default: one per core; Ray default: the
+    cluster's CPUs // threads). ``threads``: torch threads per unit (local default: cores //
+    workers; Ray: 1). ``execution``: packing and device (``work.Execution``); with packing on,
+    a unit is a pack of compatible runs, whose results all arrive when the pack finishes.
     """
     check_options(executor, workers, threads)
+    execution = execution or Execution()
+    check_execution(executor, execution)  # before the store is touched
     threads = threads or default_threads(executor, workers)
     progress = progress or StudyProgress()
     started = time.perf_counter()
@@ -137,7 +141,7 @@ def run_study(
                 threads=threads,
                 address=address,
                 on_dispatch=on_dispatch,
-                execution=execution or Execution(),
+                execution=execution,
             )
         finally:
             # Runs still marked running did not finish (interrupt or crash): retry on resume.

@@ -20,6 +20,7 @@ from normlab.data import Dataset, load_dataset
 from normlab.errors import NormlabError
 from normlab.models import MODELS
 from normlab.train import RunConfig, RunResult
+from normlab.train.packed import pack_key
 
 ResultCallback = Callable[[RunConfig, RunResult], None]
 """Called in the driver as each run's result arrives."""
@@ -118,10 +119,61 @@ def failed_result(config: RunConfig, error: str) -> RunResult:
     return RunResult(run_id=config.run_id, status="failed", error=error)
 
 
-def work_units(configs: Sequence[RunConfig]) -> list[list[RunConfig]]:
+PACK_MODES = ("auto", "off")
+"""``--pack``: ``auto`` trains compatible runs as packs (``normlab.train.packed``), ``off`` one
+by one."""
+MAX_PACK_SIZE = 64
+"""No pack holds more runs (beyond 64 the measured images/s at batch 2 stops growing)."""
+PACK_PIXEL_BUDGET = 16_384
+"""Pack size rule: K * batch_size * H * W <= this, i.e. a packed step processes at most as many
+image pixels as 256 digits images (8x8) or 16 CIFAR images (32x32). Measured on 2 cores
+(``docs/BENCHMARKS.md``): packing pays most where a step is overhead (batch 2: 8x at K=15),
+less as the batch grows (the step becomes arithmetic, which packing does not reduce), and the
+activations of a step grow with K * batch * pixels: the bound keeps a pack's step within the
+memory and cache footprint of an ordinary batch-256 digits step."""
+
+
+def pack_size_limit(batch_size: int, image_pixels: int) -> int:
+    """The most runs a pack of ``batch_size`` holds for images of ``image_pixels`` (H * W)."""
+    return max(1, min(MAX_PACK_SIZE, PACK_PIXEL_BUDGET // (batch_size * max(1, image_pixels))))
+
+
+def work_units(configs: Sequence[RunConfig], pack: str = "auto") -> list[list[RunConfig]]:
     """Split ``configs`` into units of work: the runs one worker trains in one engine call.
 
-    One run per unit today. A packed engine (K compatible runs as one grouped model) only has to
-    group compatible configs here; executors already hand the engine lists.
+    ``pack="off"``: one run per unit. ``auto``: runs with equal ``pack_key`` (a study cell: they
+    differ only in seed, learning rate and the other per-run fields) are split into the fewest
+    packs of at most :func:`pack_size_limit` runs, of near-equal sizes; a run that cannot pack is
+    a unit alone. Units keep the order of their first run in ``configs`` (the runner's longest
+    first order).
     """
-    return [[config] for config in configs]
+    if pack not in PACK_MODES:
+        raise NormlabError(f"--pack {pack!r}; valid: {', '.join(PACK_MODES)}")
+    if pack == "off":
+        return [[config] for config in configs]
+    groups: dict[str, list[RunConfig]] = {}
+    units: list[list[RunConfig]] = []
+    for config in configs:
+        key = pack_key(config)
+        if key is None:
+            units.append([config])
+        elif key in groups:
+            groups[key].append(config)
+        else:
+            groups[key] = [config]
+            units.append(groups[key])  # filled in place; split below
+    split: list[list[RunConfig]] = []
+    for unit in units:
+        if len(unit) == 1:
+            split.append(unit)
+            continue
+        height, width = dataset_for(unit[0]).input_shape[1:]
+        limit = pack_size_limit(unit[0].batch_size, height * width)
+        packs = -(-len(unit) // limit)
+        size, extra = divmod(len(unit), packs)
+        start = 0
+        for index in range(packs):
+            stop = start + size + (1 if index < extra else 0)
+            split.append(unit[start:stop])
+            start = stop
+    return split

@@ -8,6 +8,7 @@ not a crash.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from normlab.norms import norm_entry, uses_batch_statistics
 
 from .agc import adaptive_clip_gradients, check_clipping
 from .config import RunConfig
+from .device import dataset_on
 from .evaluate import accuracy, mean_loss
 from .model_ref import build_model_from_ref, check_model_ref
 from .optim import build_optimizer, build_scheduler
@@ -161,16 +163,19 @@ def train_run(
     *,
     weights_path: Path | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    device: str = "cpu",
 ) -> RunResult:
     """Train ``config`` on ``dataset`` (loaded from the config if not given) and evaluate it.
 
     ``weights_path``: if given, the final state dict is saved there (``torch.save``; load it with
-    ``weights_only=True``). Same config and seed give the same numbers on the same machine.
+    ``weights_only=True``). ``device``: ``cpu`` or ``cuda`` (``device.resolve_device``). Same
+    config and seed give the same numbers on the same machine.
     """
     dataset = dataset or load_dataset(config.dataset, **config.dataset_options)
     check_config(config, dataset)
+    dataset = dataset_on(dataset, device)
     torch.manual_seed(config.seed)
-    model = build_model(config, dataset)
+    model = build_model(config, dataset).to(device)
     optimizer = build_optimizer(model, config)
     x_train, y_train = dataset.x_train, dataset.y_train
     steps_total = total_steps(config, len(y_train))
@@ -264,10 +269,20 @@ def train_run(
     )
 
 
-def train_runs(configs: Sequence[RunConfig], dataset: Dataset | None = None) -> list[RunResult]:
-    """Train several runs; the engine interface executors call (a packed engine trains a group
-    of compatible runs at once behind this same signature)."""
-    return [train_run(config, dataset) for config in configs]
+def train_runs(
+    configs: Sequence[RunConfig], dataset: Dataset | None = None, *, device: str = "cpu"
+) -> list[RunResult]:
+    """Train one unit of work (the engine interface executors call): several compatible configs
+    (``packed.pack_key``) as one packed model (``packed.train_packed``), one config alone
+    (:func:`train_run`). One result per config, in order."""
+    if len(configs) > 1:
+        from .packed import train_packed  # packed.py builds on this module
+
+        return train_packed(configs, dataset, device=device)
+    return [
+        dataclasses.replace(train_run(config, dataset, device=device), device=device)
+        for config in configs
+    ]
 
 
 def training_loss_error(loss_value: float, step: int) -> str:
