@@ -23,6 +23,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from normlab.analysis import summarize
+from normlab.commands.bench import bench
 from normlab.data import DATASETS
 from normlab.errors import NormlabError
 from normlab.models import describe_models
@@ -420,6 +421,9 @@ def _rich_table(table: Table) -> RichTable:
     for row in table.rows:
         rich_table.add_row(*row)
     return rich_table
+
+
+cli.add_command(bench)
 
 
 def main(argv: list[str] | None = None) -> int:
