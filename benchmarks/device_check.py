@@ -67,6 +67,10 @@ def quick(extra: list[str], pin: str | None = None) -> float:
     return timed([*command, *extra])
 
 
+COMBINATIONS = [("auto", 1, 1), ("auto", 1, 2), ("auto", 2, 1), ("off", 1, 2), ("off", 2, 1)]
+"""(--pack, --workers, --threads) timed quiet and busy."""
+
+
 def threads_table() -> None:
     env = dict(os.environ)
     for busy in (False, True):
@@ -76,26 +80,25 @@ def threads_table() -> None:
                 ["taskset", "-c", "0", sys.executable, "-c", "while True: pass"], env=env
             )
         try:
-            for pack in ("auto", "off"):
-                for workers, threads in ((1, 1), (1, 2), (2, 1)):
-                    seconds = quick(
-                        [
-                            "--device",
-                            "cpu",
-                            "--pack",
-                            pack,
-                            "--workers",
-                            str(workers),
-                            "--threads",
-                            str(threads),
-                        ],
-                        pin="0,1",
-                    )
-                    print(
-                        f"2 cores, {'busy' if busy else 'quiet'}: --pack {pack} --workers "
-                        f"{workers} --threads {threads}: {seconds:.1f} s",
-                        flush=True,
-                    )
+            for pack, workers, threads in COMBINATIONS:
+                seconds = quick(
+                    [
+                        "--device",
+                        "cpu",
+                        "--pack",
+                        pack,
+                        "--workers",
+                        str(workers),
+                        "--threads",
+                        str(threads),
+                    ],
+                    pin="0,1",
+                )
+                print(
+                    f"2 cores, {'busy' if busy else 'quiet'}: --pack {pack} --workers "
+                    f"{workers} --threads {threads}: {seconds:.1f} s",
+                    flush=True,
+                )
         finally:
             if spinner is not None:
                 spinner.kill()
