@@ -77,7 +77,7 @@ def threads_table() -> None:
         spinner = None
         if busy:
             spinner = subprocess.Popen(
-                ["taskset", "-c", "0", sys.executable, "-c", "while True: pass"], env=env
+                ["taskset", "-c", "0,1", sys.executable, "-c", "while True: pass"], env=env
             )
         try:
             for pack, workers, threads in COMBINATIONS:
