@@ -99,7 +99,8 @@ def execution_options(command):
         "--threads",
         default=None,
         type=click.IntRange(min=1),
-        help="Torch threads per run (default: cores // workers; 1 per Ray task). Results are "
+        help="Torch threads per worker (default 1: parallelism from --workers processes, which a "
+        "busy machine slows in proportion; 1 per Ray task). Results are "
         "bit-identical across executors only at equal threads.",
     )(command)
     command = click.option(

@@ -15,8 +15,8 @@ as a ``failed`` result carrying its traceback; the study goes on.
 The pieces both executors share (units of work, the run's dataset, failed results, callback
 types, thread counts) live in :mod:`normlab.study.work` and are re-exported here.
 
-Threads and determinism: every run pins torch to ``threads`` intra-op threads (default
-``cpu_count // workers`` locally, 1 per Ray task; the store records it per run). The same config
+Threads and determinism: every run pins torch to ``threads`` intra-op threads (default 1,
+``work.DEFAULT_THREADS``, locally and per Ray task; the store records it per run). The same config
 with the same thread count gives bit-identical metrics whether it runs in the driver, in a pool
 worker or in a Ray task. A different thread count changes the order of floating-point reductions,
 and training can amplify that: on digits (widths 8/16/16, batch 64, 2 epochs) 1 vs 2 threads gave

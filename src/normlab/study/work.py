@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,9 +47,21 @@ UnitTrainer = Callable[[Sequence[RunConfig], int, Execution], list[RunResult]]
 (:func:`normlab.study.executors.train_pinned`): what a worker or a Ray task executes."""
 
 
+DEFAULT_THREADS = 1
+"""Torch threads per worker process when ``--threads`` is not given, whatever ``--workers``.
+
+Parallelism comes from processes (``--workers``, one per core by default), not from torch's
+OpenMP threads: an OpenMP team waits at a barrier after every parallel region, so when another
+process takes one of the cores each step waits for a descheduled thread. Measured for
+``normlab run --quick --workers 1`` (``docs/BENCHMARKS.md``): 2 threads were 10% faster than 1
+on a quiet machine (42 s vs 47 s) but 3.7 times slower beside one busy process (168 s vs 46 s);
+one thread per process slows down in proportion to the cores taken."""
+
+
 def threads_per_worker(workers: int) -> int:
-    """Torch threads for each of ``workers`` processes sharing this machine's cores."""
-    return max(1, (os.cpu_count() or 1) // workers)
+    """Torch threads for each of ``workers`` processes sharing this machine's cores: always
+    :data:`DEFAULT_THREADS` (``workers`` is kept for callers that pass it)."""
+    return DEFAULT_THREADS
 
 
 LOADED_DATASETS_KEPT = 4
