@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_packed import alone_and_packed, assert_same_metrics, assert_same_weights, pack_of
 
 from normlab.data import augment_batch, epoch_order
 from normlab.data.augment import augment_parameters
@@ -12,8 +13,6 @@ from normlab.train import engine
 from normlab.train import packed_data as packed_data_module
 from normlab.train.packed import train_packed
 from normlab.train.packed_data import RunStreams, crop_and_flip, packed_batches
-
-from test_packed import alone_and_packed, assert_same_metrics, assert_same_weights, pack_of
 
 
 def test_crop_and_flip_is_augment_batch_with_its_parameters():
