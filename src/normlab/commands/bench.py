@@ -76,4 +76,7 @@ def bench(
     if as_json:
         click.echo(json.dumps([row.to_dict() for row in rows], indent=2))
     else:
-        click.echo(f"fp32 matmul peak measured here: {rows[0].peak_gflops:.1f} GFLOP/s")
+        peaks = sorted(row.peak_gflops for row in rows)
+        click.echo(
+            f"fp32 matmul peak measured before each row: {peaks[0]:.1f} to {peaks[-1]:.1f} GFLOP/s"
+        )

@@ -136,17 +136,25 @@ by one."""
 MAX_PACK_SIZE = 64
 """No pack holds more runs (beyond 64 the measured images/s at batch 2 stops growing)."""
 PACK_PIXEL_BUDGET = 16_384
-"""Pack size rule: K * batch_size * H * W <= this, i.e. a packed step processes at most as many
-image pixels as 256 digits images (8x8) or 16 CIFAR images (32x32). Measured on 2 cores
-(``docs/BENCHMARKS.md``): packing pays most where a step is overhead (batch 2: 8x at K=15),
-less as the batch grows (the step becomes arithmetic, which packing does not reduce), and the
-activations of a step grow with K * batch * pixels: the bound keeps a pack's step within the
-memory and cache footprint of an ordinary batch-256 digits step."""
+"""Pack size bound: K * batch_size * H * W <= this, i.e. a packed step processes at most as many
+image pixels as 256 digits images (8x8) or 16 CIFAR images (32x32): a pack's activations grow
+with K x batch x pixels, and the bound keeps a packed step within the memory and cache footprint
+of an ordinary batch-256 digits step."""
+PACKED_STEP_PIXELS = 2_048
+"""Runs pack only where batch_size * H * W <= this (batch 32 on digits, 2 on 32x32 images).
+Measured on 2 cores (``normlab bench``, ``docs/BENCHMARKS.md``): packing pays most where a step
+is overhead (7x to 11x at batch 2, about 4x at batch 8 with K = 15 on digits), less as the step
+becomes arithmetic, which packing does not reduce (1.6x to 2x at batch 32), and it loses at
+batch 128 (0.5x: the grouped convolutions are slower than K ordinary ones)."""
 
 
 def pack_size_limit(batch_size: int, image_pixels: int) -> int:
-    """The most runs a pack of ``batch_size`` holds for images of ``image_pixels`` (H * W)."""
-    return max(1, min(MAX_PACK_SIZE, PACK_PIXEL_BUDGET // (batch_size * max(1, image_pixels))))
+    """The most runs a pack of ``batch_size`` holds for images of ``image_pixels`` (H * W);
+    1 (no packing) where one run's step is large enough to use the machine alone."""
+    pixels = batch_size * max(1, image_pixels)
+    if pixels > PACKED_STEP_PIXELS:
+        return 1
+    return max(1, min(MAX_PACK_SIZE, PACK_PIXEL_BUDGET // pixels))
 
 
 def work_units(configs: Sequence[RunConfig], pack: str = "auto") -> list[list[RunConfig]]:

@@ -161,15 +161,16 @@ def run_bench(
     compiled: bool = True,
     on_row: object = None,
 ) -> list[BenchRow]:
-    """:func:`measure` over every (norm, batch size, pack size), one digits load and one peak
-    measurement for all; ``on_row(row)`` is called as each row is measured."""
+    """:func:`measure` over every (norm, batch size, pack size) on one digits load, the matmul
+    peak measured again for each row (a shared machine's load changes); ``on_row(row)`` is
+    called as each row is measured."""
     torch.set_num_threads(threads)
-    data, peak = digits(), matmul_peak_gflops()
+    data = digits()
     rows = []
     for norm in norms:
         for batch_size in batch_sizes:
             for pack_size in pack_sizes:
-                row = measure(norm, batch_size, pack_size, steps, threads, compiled, data, peak)
+                row = measure(norm, batch_size, pack_size, steps, threads, compiled, data)
                 rows.append(row)
                 if callable(on_row):
                     on_row(row)
