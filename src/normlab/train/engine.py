@@ -8,10 +8,9 @@ not a crash.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -267,22 +266,6 @@ def train_run(
         images_per_sec=step * config.batch_size / train_time if train_time > 0 else 0.0,
         epochs=epochs,
     )
-
-
-def train_runs(
-    configs: Sequence[RunConfig], dataset: Dataset | None = None, *, device: str = "cpu"
-) -> list[RunResult]:
-    """Train one unit of work (the engine interface executors call): several compatible configs
-    (``packed.pack_key``) as one packed model (``packed.train_packed``), one config alone
-    (:func:`train_run`). One result per config, in order."""
-    if len(configs) > 1:
-        from .packed import train_packed  # packed.py builds on this module
-
-        return train_packed(configs, dataset, device=device)
-    return [
-        dataclasses.replace(train_run(config, dataset, device=device), device=device)
-        for config in configs
-    ]
 
 
 def training_loss_error(loss_value: float, step: int) -> str:
