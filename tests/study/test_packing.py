@@ -124,3 +124,10 @@ def test_the_estimate_counts_packs_as_units():
     assert (packed.units, alone.units) == (2, 8)
     assert packed.calibrated == 2 and set(packed.run_seconds) == set(alone.run_seconds)
     assert packing_lines(runs, "auto")[0].startswith("Packing: 8 of 8 runs train in 2 packs")
+
+
+def test_runs_too_large_to_pack_say_so():
+    runs = [_planned(c) for c in cell(3, batch_size=64)]  # 64 x 8 x 8 pixels per step
+    lines = packing_lines(runs, "auto")
+    assert lines[0].startswith("Packing: 0 of 3 runs train in 0 packs")
+    assert "batch size 64: batch x pixels above 2048" in lines[1]

@@ -39,7 +39,13 @@ from normlab.train.packed_optim import PackedOptimizer
 
 from .plan import PlannedRun
 from .spec import LrProtocol, StudySpec
-from .work import threads_per_worker, work_units
+from .work import (
+    PACKED_STEP_PIXELS,
+    dataset_for,
+    pack_size_limit,
+    threads_per_worker,
+    work_units,
+)
 
 WARMUP_STEPS = 2
 """Untimed first steps (allocator and autograd warm-up make them several times slower)."""
@@ -209,8 +215,7 @@ def packing_lines(runs: list[PlannedRun], pack: str) -> list[str]:
     reasons: dict[str, int] = {}
     for unit in units:
         if len(unit) == 1:
-            packable, reason = can_pack(unit[0])
-            reason = reason if not packable else "the only run of its pack key"
+            reason = _alone_reason(unit[0])
             reasons[reason] = reasons.get(reason, 0) + 1
     lines += [f"  alone ({count}): {reason}" for reason, count in reasons.items()]
     return lines
@@ -222,6 +227,19 @@ def _makespan(durations: list[float], workers: int) -> float:
     for duration in durations:
         heapq.heappush(loads, heapq.heappop(loads) + duration)
     return max(loads)
+
+
+def _alone_reason(config: RunConfig) -> str:
+    packable, reason = can_pack(config)
+    if not packable:
+        return reason
+    height, width = dataset_for(config).input_shape[1:]
+    if pack_size_limit(config.batch_size, height * width) == 1:
+        return (
+            f"batch size {config.batch_size}: batch x pixels above {PACKED_STEP_PIXELS}, where "
+            "packing is slower than training alone"
+        )
+    return "the only run of its pack key"
 
 
 def describe_plan(
