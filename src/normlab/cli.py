@@ -21,6 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from normlab.commands.bench import bench
 from normlab.commands.diagnose import diagnose
 from normlab.commands.doctor import doctor
 from normlab.commands.report import report as report_command
@@ -43,9 +44,12 @@ from normlab.study import (
     spec_from_dict,
 )
 from normlab.study.dryrun import describe_plan, estimate_time
+from normlab.study.executors import check_execution
 from normlab.study.export import FORMATS, export_store
 from normlab.study.plan import check_study
+from normlab.study.work import PACK_MODES, Execution
 from normlab.train import RunResult, check_model_ref
+from normlab.train.device import DEVICES
 from normlab.train.model_ref import absolute_ref
 
 DEFAULT_OUT = "normlab-out"
@@ -100,7 +104,8 @@ def execution_options(command):
         "--threads",
         default=None,
         type=click.IntRange(min=1),
-        help="Torch threads per run (default: cores // workers; 1 per Ray task). Results are "
+        help="Torch threads per worker (default 1: parallelism from --workers processes, which a "
+        "busy machine slows in proportion; 1 per Ray task). Results are "
         "bit-identical across executors only at equal threads.",
     )(command)
     command = click.option(
@@ -112,6 +117,21 @@ def execution_options(command):
     command = click.option("--quiet", is_flag=True, help="No progress bar or per-run lines.")(
         command
     )
+    command = click.option(
+        "--pack",
+        default="auto",
+        show_default=True,
+        type=click.Choice(PACK_MODES),
+        help="auto: train the compatible runs of a cell (same model, norm, batch size, budget) "
+        "as one grouped model, several times faster at small batch sizes; off: one by one.",
+    )(command)
+    command = click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        type=click.Choice(DEVICES),
+        help="Where runs train; auto: cuda when torch.cuda.is_available(), else cpu.",
+    )(command)
     return command
 
 
@@ -233,11 +253,13 @@ def _data_reference(data: str) -> str:
 
 
 def _plan_or_run(spec: StudySpec, dry_run: bool, **execution: Any) -> None:
+    check_execution(execution["executor"], Execution(execution["pack"], execution["device"]))
     runs, dataset = check_study(spec)  # every check before any training or any write
     if dry_run:
         workers = execution["workers"] or os.cpu_count() or 1
-        estimate = estimate_time(runs, dataset, workers, execution["threads"])
-        for line in describe_plan(spec, runs, dataset, estimate):
+        pack = execution["pack"]
+        estimate = estimate_time(runs, dataset, workers, execution["threads"], pack)
+        for line in describe_plan(spec, runs, dataset, estimate, pack):
             stdout.print(line, markup=False, soft_wrap=True)
         return
     _run_and_report(spec, **execution)
@@ -305,6 +327,8 @@ def _run_and_report(
     address: str | None,
     threads: int | None,
     force_new: bool,
+    pack: str,
+    device: str,
 ) -> None:
     """Run ``spec`` with the execution options of ``run``/``study``, then print and write the
     summary."""
@@ -357,6 +381,7 @@ def _run_and_report(
             threads=threads,
             force_new=force_new,
             progress=StudyProgress(on_start=on_start, on_result=on_result),
+            execution=Execution(pack=pack, device=device),
         )
     finally:
         if progress.live.is_started:  # stop() on a piped console prints a line even if unused
@@ -398,6 +423,7 @@ def _rich_table(table: Table) -> RichTable:
     return rich_table
 
 
+cli.add_command(bench)
 cli.add_command(diagnose)
 cli.add_command(doctor)
 cli.add_command(report_command)

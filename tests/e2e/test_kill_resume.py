@@ -1,5 +1,7 @@
 """A study killed mid-way resumes to exactly its planned runs; Ctrl-C stops workers at once.
 
+One run per unit of work here (``--pack off``); packs: ``test_kill_resume_packed.py``.
+
 Both drive ``python -m normlab.cli study`` in a subprocess and watch the store read-only.
 """
 
@@ -114,7 +116,7 @@ def alive(pid: int) -> bool:
 def test_sigkill_then_resume_trains_every_planned_run_exactly_once(tmp_path):
     spec, out = tmp_path / "kill.toml", tmp_path / "out"
     spec.write_text(SPEC.format(epochs=1))
-    process = start(spec, out, "--workers", "1", "--threads", "1")
+    process = start(spec, out, "--workers", "1", "--threads", "1", "--pack", "off")
     wait_for(lambda: count(out, "done") >= 2, process)
     process.kill()
     process.communicate()
@@ -124,7 +126,7 @@ def test_sigkill_then_resume_trains_every_planned_run_exactly_once(tmp_path):
 
     resumed = subprocess.run(
         [sys.executable, "-m", "normlab.cli", "study", str(spec), "--out", str(out)]
-        + ["--workers", "1", "--threads", "1"],
+        + ["--workers", "1", "--threads", "1", "--pack", "off"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -160,7 +162,7 @@ def start_training_two_workers(tmp_path: Path) -> tuple[subprocess.Popen, Path, 
     """A study of long runs on 2 workers, once both train: (driver, out dir, its children)."""
     spec, out = tmp_path / "long.toml", tmp_path / "out"
     spec.write_text(SPEC.format(epochs=50))  # each run takes many seconds
-    process = start(spec, out, "--workers", "2", "--threads", "1")
+    process = start(spec, out, "--workers", "2", "--threads", "1", "--pack", "off")
     wait_for(lambda: count(out, "running") == 2, process)
 
     # Runs are marked running when handed to the pool; wait until both workers are initialized

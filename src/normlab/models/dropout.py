@@ -45,7 +45,8 @@ class SeededDropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        return x * keep_mask(x.shape, self.p, self.generator, x.dtype)
+        # Drawn on the CPU (the run's own stream on any device), then moved to x's device.
+        return x * keep_mask(x.shape, self.p, self.generator, x.dtype).to(x.device)
 
 
 def seed_dropout(model: nn.Module, seed: int) -> torch.Generator:

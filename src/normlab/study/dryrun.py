@@ -7,6 +7,11 @@ Each run then costs ``steps x seconds_per_step`` plus its evaluations (validatio
 and once more at the end for the divergence check, test twice), and runs are packed onto the
 workers longest first, as the executor orders them. Parallel workers share memory bandwidth, so
 the wall-clock estimate is optimistic when workers > 1. Nothing is written to disk.
+
+With ``pack="auto"`` the plan is cut into the executors' units (``work.work_units``) and every
+pack is calibrated as a pack: a packed model of the unit's size trains a few steps and evaluates
+the validation split once, all K runs at a time. A pack costs ``steps x seconds_per_packed_step``
+plus its evaluations, and each of its runs is credited an equal share.
 """
 
 from __future__ import annotations
@@ -23,11 +28,24 @@ import torch
 import torch.nn.functional as F
 
 from normlab.data import Dataset, batches_per_epoch, epoch_order
+from normlab.norms import norm_entry
 from normlab.train import RunConfig, accuracy, build_model, build_optimizer, total_steps
+from normlab.train.evaluate import chunks
+from normlab.train.packed import can_pack
+from normlab.train.packed_data import RunStreams, packed_batches
+from normlab.train.packed_eval import correct_counts
+from normlab.train.packed_model import PackedModel
+from normlab.train.packed_optim import PackedOptimizer
 
 from .plan import PlannedRun
 from .spec import LrProtocol, StudySpec
-from .work import threads_per_worker
+from .work import (
+    PACKED_STEP_PIXELS,
+    dataset_for,
+    pack_size_limit,
+    threads_per_worker,
+    work_units,
+)
 
 WARMUP_STEPS = 2
 """Untimed first steps (allocator and autograd warm-up make them several times slower)."""
@@ -49,6 +67,8 @@ class Estimate:
     calibrated: int
     """Configurations timed."""
     calibration_seconds: float
+    units: int = 0
+    """Units of work (packs and runs alone) the executors would hand out."""
 
     @property
     def total_seconds(self) -> float:
@@ -96,39 +116,109 @@ def _time_steps(config: RunConfig, dataset: Dataset) -> _Timing:
     return _Timing(setup, statistics.median(durations[WARMUP_STEPS:]), per_example)
 
 
-def estimate_time(
-    runs: list[PlannedRun], dataset: Dataset, workers: int, threads: int | None = None
-) -> Estimate:
-    """Calibrate on ``dataset`` and extrapolate to every run of the plan and ``workers`` workers
-    of ``threads`` torch threads each (default: the cores shared out among the workers)."""
+def _time_packed_steps(configs: list[RunConfig], dataset: Dataset) -> _Timing:
+    """:func:`_time_steps` for a pack of ``configs``: seconds per packed step (all K runs) and
+    per validation example evaluated by all K runs at once."""
     started = time.perf_counter()
+    models = []
+    for config in configs:
+        torch.manual_seed(config.seed)
+        models.append(build_model(config, dataset))
+    packed = PackedModel(models, norm_entry(configs[0].norm).packing)
+    parameters = list(packed.parameters())
+    optimizer = PackedOptimizer(parameters, [p.ndim > 1 for p in parameters], configs, 1000)
+    setup = time.perf_counter() - started
+    count, batch_size = len(configs), configs[0].batch_size
+    streams = RunStreams(configs, dataset.y_train)
+    index = streams.take(WARMUP_STEPS + CALIBRATION_STEPS)
+    xs, ys = packed_batches(dataset.x_train, dataset.y_train, index, configs, 0)
+    packed.train()
+    durations = []
+    for step, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        started = time.perf_counter()
+        logits = packed(x).reshape(count * batch_size, -1)
+        losses = F.cross_entropy(logits, y.reshape(-1), reduction="none").view(count, -1)
+        losses.mean(dim=1).tolist()
+        optimizer.zero_grad()
+        losses.mean(dim=1).sum().backward()
+        optimizer.step()
+        durations.append(time.perf_counter() - started)
+        if step >= WARMUP_STEPS and sum(durations) > CALIBRATION_SECONDS:
+            break
+    packed.eval()
+    started = time.perf_counter()
+    correct_counts(packed, dataset.x_val, dataset.y_val, chunks(len(dataset.y_val), 512))
+    per_example = (time.perf_counter() - started) / max(1, len(dataset.y_val))
+    return _Timing(setup, statistics.median(durations[WARMUP_STEPS:]), per_example)
+
+
+def estimate_time(
+    runs: list[PlannedRun],
+    dataset: Dataset,
+    workers: int,
+    threads: int | None = None,
+    pack: str = "off",
+) -> Estimate:
+    """Calibrate on ``dataset`` and extrapolate to every unit of work of the plan (``pack``:
+    as ``--pack``) and ``workers`` workers of ``threads`` torch threads each (default: the
+    cores shared out among the workers)."""
+    started = time.perf_counter()
+    units = work_units([run.config for run in runs], pack)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or threads_per_worker(workers))
     timings: dict[tuple[Any, ...], _Timing] = {}
     try:
-        for run in runs:
-            key = _calibration_key(run.config)
+        for unit in units:
+            key = (*_calibration_key(unit[0]), len(unit))
             if key not in timings:
-                timings[key] = _time_steps(run.config, dataset)
+                timings[key] = (
+                    _time_packed_steps(unit, dataset)
+                    if len(unit) > 1
+                    else _time_steps(unit[0], dataset)
+                )
     finally:
         torch.set_num_threads(previous_threads)
     num_train, num_val, num_test = (len(dataset.y_train), len(dataset.y_val), len(dataset.y_test))
-    run_seconds = {}
-    for run in runs:
-        timing = timings[_calibration_key(run.config)]
-        steps = total_steps(run.config, num_train)
-        epochs = math.ceil(steps / batches_per_epoch(num_train, run.config.batch_size))
+    run_seconds, unit_seconds = {}, []
+    for unit in units:
+        first = unit[0]
+        timing = timings[(*_calibration_key(first), len(unit))]
+        steps = total_steps(first, num_train)
+        epochs = math.ceil(steps / batches_per_epoch(num_train, first.batch_size))
         evaluated = (epochs + 1) * num_val + 2 * num_test
-        run_seconds[run.config.run_id] = (
-            timing.setup + steps * timing.step + evaluated * timing.example
-        )
+        seconds = timing.setup + steps * timing.step + evaluated * timing.example
+        unit_seconds.append(seconds)
+        for config in unit:
+            run_seconds[config.run_id] = seconds / len(unit)
     return Estimate(
         run_seconds=run_seconds,
-        wall_seconds=_makespan(sorted(run_seconds.values(), reverse=True), workers),
+        wall_seconds=_makespan(sorted(unit_seconds, reverse=True), workers),
         workers=workers,
         calibrated=len(timings),
         calibration_seconds=time.perf_counter() - started,
+        units=len(units),
     )
+
+
+def packing_lines(runs: list[PlannedRun], pack: str) -> list[str]:
+    """Which runs train in packs (``--pack``), in how many, and why the others train alone."""
+    if pack == "off":
+        return ["Packing: off (--pack off): every run trains alone"]
+    units = work_units([run.config for run in runs], pack)
+    packs = [unit for unit in units if len(unit) > 1]
+    packed_runs = sum(len(unit) for unit in packs)
+    sizes = sorted({len(unit) for unit in packs}, reverse=True)
+    lines = [
+        f"Packing: {packed_runs} of {len(runs)} runs train in {len(packs)} packs "
+        f"(sizes {', '.join(map(str, sizes)) or '-'}); {len(units) - len(packs)} train alone"
+    ]
+    reasons: dict[str, int] = {}
+    for unit in units:
+        if len(unit) == 1:
+            reason = _alone_reason(unit[0])
+            reasons[reason] = reasons.get(reason, 0) + 1
+    lines += [f"  alone ({count}): {reason}" for reason, count in reasons.items()]
+    return lines
 
 
 def _makespan(durations: list[float], workers: int) -> float:
@@ -139,8 +229,25 @@ def _makespan(durations: list[float], workers: int) -> float:
     return max(loads)
 
 
+def _alone_reason(config: RunConfig) -> str:
+    packable, reason = can_pack(config)
+    if not packable:
+        return reason
+    height, width = dataset_for(config).input_shape[1:]
+    if pack_size_limit(config.batch_size, height * width) == 1:
+        return (
+            f"batch size {config.batch_size}: batch x pixels above {PACKED_STEP_PIXELS}, where "
+            "packing is slower than training alone"
+        )
+    return "the only run of its pack key"
+
+
 def describe_plan(
-    spec: StudySpec, runs: list[PlannedRun], dataset: Dataset, estimate: Estimate | None = None
+    spec: StudySpec,
+    runs: list[PlannedRun],
+    dataset: Dataset,
+    estimate: Estimate | None = None,
+    pack: str = "off",
 ) -> list[str]:
     """The dry-run report: factors, budget, lr protocol, one line per cell, the estimate."""
     num_train = len(dataset.y_train)
@@ -184,6 +291,7 @@ def describe_plan(
         "  " + "  ".join(f"{v:<{w}}" for v, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
+    lines += packing_lines(runs, pack)
     if estimate is not None:
         lines.append(
             f"Estimated time: {_duration(estimate.wall_seconds)} with {estimate.workers} worker(s) "

@@ -15,8 +15,8 @@ as a ``failed`` result carrying its traceback; the study goes on.
 The pieces both executors share (units of work, the run's dataset, failed results, callback
 types, thread counts) live in :mod:`normlab.study.work` and are re-exported here.
 
-Threads and determinism: every run pins torch to ``threads`` intra-op threads (default
-``cpu_count // workers`` locally, 1 per Ray task; the store records it per run). The same config
+Threads and determinism: every run pins torch to ``threads`` intra-op threads (default 1,
+``work.DEFAULT_THREADS``, locally and per Ray task; the store records it per run). The same config
 with the same thread count gives bit-identical metrics whether it runs in the driver, in a pool
 worker or in a Ray task. A different thread count changes the order of floating-point reductions,
 and training can amplify that: on digits (widths 8/16/16, batch 64, 2 epochs) 1 vs 2 threads gave
@@ -44,10 +44,12 @@ import torch
 
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult, train_runs
+from normlab.train.device import resolve_device
 
 from .diagnose import after_training_for
 from .ray_executor import run_ray
 from .work import (
+    PACK_MODES,
     DispatchCallback,
     Execution,
     ResultCallback,
@@ -60,7 +62,9 @@ from .work import (
 )
 
 EXECUTORS = ("local", "ray")
-DEFAULT_EXECUTION = Execution()
+DEFAULT_EXECUTION = Execution(pack="off")
+"""What the executor functions assume when given no ``execution``: one run per unit (``run_study``
+and the CLI pack by default and always pass one)."""
 LIVENESS_CHECK_SECONDS = 1.0
 """How often the driver checks that no pool worker died while every run in flight is long."""
 
@@ -68,17 +72,20 @@ LIVENESS_CHECK_SECONDS = 1.0
 def train_safely(
     unit: Sequence[RunConfig], execution: Execution = DEFAULT_EXECUTION
 ) -> list[RunResult]:
-    """Train one unit of runs; an exception fails the unit's runs with its traceback."""
+    """Train one unit of runs; an exception fails the unit's runs with its traceback. A pack
+    that raises is retrained run by run, so that one faulty run fails alone."""
     try:
         return train_runs(unit, dataset_for(unit[0]), **engine_options(execution))
     except Exception:  # a failing run is a result; the study goes on
+        if len(unit) > 1:
+            return [train_safely([config], execution)[0] for config in unit]
         error = traceback.format_exc()
         return [failed_result(config, error) for config in unit]
 
 
 def engine_options(execution: Execution) -> dict[str, Any]:
-    """What ``execution`` asks of the engine beyond the configs: the diagnostics callback
-    (:mod:`.diagnose`) and the folder for each run's final weights."""
+    """What ``execution`` asks of the engine beyond the configs: the device, the diagnostics
+    callback (:mod:`.diagnose`) and the folder for each run's final weights."""
     weights_dir = None
     if execution.weights_dir is not None:
         weights_dir = Path(execution.weights_dir)
@@ -86,6 +93,7 @@ def engine_options(execution: Execution) -> dict[str, Any]:
     return {
         "after_training": after_training_for(execution.diagnostics),
         "weights_dir": weights_dir,
+        "device": resolve_device(execution.device),
     }
 
 
@@ -115,6 +123,7 @@ def execute(
     """Train ``configs`` with ``executor`` (see the module docstring for each one's options);
     ``execution`` reaches every worker with each unit."""
     check_options(executor, workers, threads)
+    check_execution(executor, execution)
     if not configs:
         return  # nothing to train: do not start a pool or connect to a cluster
     threads = threads or default_threads(executor, workers)
@@ -152,6 +161,15 @@ def check_options(executor: str, workers: int | None, threads: int | None) -> No
         raise NormlabError(f"--threads must be >= 1, got {threads}")
 
 
+def check_execution(executor: str, execution: Execution) -> None:
+    """Refuse an unknown ``--pack`` or ``--device``, and ``--device cuda`` for local workers on
+    a machine without CUDA (a Ray cluster's nodes are checked by its tasks)."""
+    if execution.pack not in PACK_MODES:
+        raise NormlabError(f"--pack {execution.pack!r}; valid: {', '.join(PACK_MODES)}")
+    if executor == "local" or execution.device not in ("auto", "cuda"):
+        resolve_device(execution.device)
+
+
 def default_threads(executor: str, workers: int | None) -> int:
     """Threads per run when ``--threads`` is not given."""
     if executor == "ray":
@@ -172,7 +190,7 @@ def run_local(
     check_options("local", workers, threads)
     threads = threads or threads_per_worker(workers)
     on_dispatch = on_dispatch or (lambda config: None)
-    units = work_units(configs)
+    units = work_units(configs, execution.pack)
     if workers == 1 or len(units) <= 1:
         for unit in units:
             for config in unit:

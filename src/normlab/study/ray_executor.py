@@ -73,7 +73,7 @@ def run_ray(
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
         task = ray.remote(_train_with_payload).options(num_cpus=threads, max_retries=0)
         payload_ref = ray.put(payload)
-        queue = list(reversed(work_units(configs)))
+        queue = list(reversed(work_units(configs, execution.pack)))
         in_flight: dict[ray.ObjectRef, list[RunConfig]] = {}
         try:
             while queue or in_flight:

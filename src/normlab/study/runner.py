@@ -22,7 +22,7 @@ from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult
 
 from .diagnose import DEFAULT_DIAGNOSTICS
-from .executors import check_options, default_threads, execute
+from .executors import check_execution, check_options, default_threads, execute
 from .extend import extend_grids
 from .plan import PlannedRun, check_plan, cost_order, expand
 from .spec import StudySpec
@@ -103,11 +103,15 @@ def run_study(
 ) -> StudyOutcome:
     """Train every unfinished run of ``spec`` into ``out_dir/normlab.db``.
 
-    ``workers``: runs in flight (local default: one per core; Ray default: the cluster's CPUs
-    // threads). ``threads``: torch threads per run (local default: cores // workers; Ray: 1).
-    ``execution`` gets the spec's observation options (:func:`observed`).
+    ``workers``: units of work in flight (local default: one per core; Ray default: the
+    cluster's CPUs // threads). ``threads``: torch threads per unit (local default: cores //
+    workers; Ray: 1). ``execution``: packing and device (``work.Execution``); with packing on,
+    a unit is a pack of compatible runs, whose results all arrive when the pack finishes. It
+    gets the spec's observation options (:func:`observed`).
     """
     check_options(executor, workers, threads)
+    execution = execution or Execution()
+    check_execution(executor, execution)  # before the store is touched
     threads = threads or default_threads(executor, workers)
     progress = progress or StudyProgress()
     started = time.perf_counter()
@@ -143,7 +147,7 @@ def run_study(
                 threads=threads,
                 address=address,
                 on_dispatch=on_dispatch,
-                execution=observed(execution or Execution(), spec, Path(out_dir)),
+                execution=observed(execution, spec, Path(out_dir)),
             )
 
         extended = 0

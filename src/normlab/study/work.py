@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from normlab.data import Dataset, load_dataset
 from normlab.errors import NormlabError
 from normlab.models import MODELS
 from normlab.train import RunConfig, RunResult
+from normlab.train.packed import pack_key
 
 ResultCallback = Callable[[RunConfig, RunResult], None]
 """Called in the driver as each run's result arrives."""
@@ -47,9 +47,21 @@ UnitTrainer = Callable[[Sequence[RunConfig], int, Execution], list[RunResult]]
 (:func:`normlab.study.executors.train_pinned`): what a worker or a Ray task executes."""
 
 
+DEFAULT_THREADS = 1
+"""Torch threads per worker process when ``--threads`` is not given, whatever ``--workers``.
+
+Parallelism comes from processes (``--workers``, one per core by default), not from torch's
+OpenMP threads: an OpenMP team waits at a barrier after every parallel region, so when another
+process takes one of the cores each step waits for a descheduled thread. Measured for
+``normlab run --quick --workers 1`` (``docs/BENCHMARKS.md``): 2 threads were 10% faster than 1
+on a quiet machine (42 s vs 47 s) but 3.7 times slower beside one busy process (168 s vs 46 s);
+one thread per process slows down in proportion to the cores taken."""
+
+
 def threads_per_worker(workers: int) -> int:
-    """Torch threads for each of ``workers`` processes sharing this machine's cores."""
-    return max(1, (os.cpu_count() or 1) // workers)
+    """Torch threads for each of ``workers`` processes sharing this machine's cores: always
+    :data:`DEFAULT_THREADS` (``workers`` is kept for callers that pass it)."""
+    return DEFAULT_THREADS
 
 
 LOADED_DATASETS_KEPT = 4
@@ -118,10 +130,69 @@ def failed_result(config: RunConfig, error: str) -> RunResult:
     return RunResult(run_id=config.run_id, status="failed", error=error)
 
 
-def work_units(configs: Sequence[RunConfig]) -> list[list[RunConfig]]:
+PACK_MODES = ("auto", "off")
+"""``--pack``: ``auto`` trains compatible runs as packs (``normlab.train.packed``), ``off`` one
+by one."""
+MAX_PACK_SIZE = 64
+"""No pack holds more runs (beyond 64 the measured images/s at batch 2 stops growing)."""
+PACK_PIXEL_BUDGET = 16_384
+"""Pack size bound: K * batch_size * H * W <= this, i.e. a packed step processes at most as many
+image pixels as 256 digits images (8x8) or 16 CIFAR images (32x32): a pack's activations grow
+with K x batch x pixels, and the bound keeps a packed step within the memory and cache footprint
+of an ordinary batch-256 digits step."""
+PACKED_STEP_PIXELS = 2_048
+"""Runs pack only where batch_size * H * W <= this (batch 32 on digits, 2 on 32x32 images).
+Measured on 2 cores (``normlab bench``, ``docs/BENCHMARKS.md``): packing pays most where a step
+is overhead (7x to 11x at batch 2, about 4x at batch 8 with K = 15 on digits), less as the step
+becomes arithmetic, which packing does not reduce (1.6x to 2x at batch 32), and it loses at
+batch 128 (0.5x: the grouped convolutions are slower than K ordinary ones)."""
+
+
+def pack_size_limit(batch_size: int, image_pixels: int) -> int:
+    """The most runs a pack of ``batch_size`` holds for images of ``image_pixels`` (H * W);
+    1 (no packing) where one run's step is large enough to use the machine alone."""
+    pixels = batch_size * max(1, image_pixels)
+    if pixels > PACKED_STEP_PIXELS:
+        return 1
+    return max(1, min(MAX_PACK_SIZE, PACK_PIXEL_BUDGET // pixels))
+
+
+def work_units(configs: Sequence[RunConfig], pack: str = "auto") -> list[list[RunConfig]]:
     """Split ``configs`` into units of work: the runs one worker trains in one engine call.
 
-    One run per unit today. A packed engine (K compatible runs as one grouped model) only has to
-    group compatible configs here; executors already hand the engine lists.
+    ``pack="off"``: one run per unit. ``auto``: runs with equal ``pack_key`` (a study cell: they
+    differ only in seed, learning rate and the other per-run fields) are split into the fewest
+    packs of at most :func:`pack_size_limit` runs, of near-equal sizes; a run that cannot pack is
+    a unit alone. Units keep the order of their first run in ``configs`` (the runner's longest
+    first order).
     """
-    return [[config] for config in configs]
+    if pack not in PACK_MODES:
+        raise NormlabError(f"--pack {pack!r}; valid: {', '.join(PACK_MODES)}")
+    if pack == "off":
+        return [[config] for config in configs]
+    groups: dict[str, list[RunConfig]] = {}
+    units: list[list[RunConfig]] = []
+    for config in configs:
+        key = pack_key(config)
+        if key is None:
+            units.append([config])
+        elif key in groups:
+            groups[key].append(config)
+        else:
+            groups[key] = [config]
+            units.append(groups[key])  # filled in place; split below
+    split: list[list[RunConfig]] = []
+    for unit in units:
+        if len(unit) == 1:
+            split.append(unit)
+            continue
+        height, width = dataset_for(unit[0]).input_shape[1:]
+        limit = pack_size_limit(unit[0].batch_size, height * width)
+        packs = -(-len(unit) // limit)
+        size, extra = divmod(len(unit), packs)
+        start = 0
+        for index in range(packs):
+            stop = start + size + (1 if index < extra else 0)
+            split.append(unit[start:stop])
+            start = stop
+    return split

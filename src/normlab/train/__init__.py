@@ -8,12 +8,12 @@ from .engine import (
     model_norm_options,
     total_steps,
     train_run,
-    train_runs,
 )
 from .evaluate import STATISTICS_MODES, accuracy
 from .model_ref import build_model_from_ref, check_model_ref, model_takes_norm
 from .optim import build_optimizer, build_scheduler, parameter_groups
 from .result import RUN_STATUSES, EpochRecord, RunResult
+from .units import train_runs
 
 __all__ = [
     "OPTIMIZERS",

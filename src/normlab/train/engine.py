@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from normlab.norms import norm_entry, uses_batch_statistics
 from .agc import adaptive_clip_gradients, check_clipping
 from .collapse import collapsed
 from .config import RunConfig
+from .device import dataset_on
 from .evaluate import accuracy, mean_loss
 from .gradients import global_gradient_norm
 from .model_ref import build_model_from_ref, check_model_ref
@@ -178,19 +179,22 @@ def train_run(
     weights_path: Path | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     after_training: AfterTraining | None = None,
+    device: str = "cpu",
 ) -> RunResult:
     """Train ``config`` on ``dataset`` (loaded from the config if not given) and evaluate it.
 
     ``weights_path``: if given, the final state dict is saved there (``torch.save``; load it with
-    ``weights_only=True``). Same config and seed give the same numbers on the same machine.
-    Every step's loss and gradient norm go into a :class:`TrainingTrace` handed to
-    ``after_training`` (see :data:`AfterTraining`); a finished run is judged ``collapsed``
+    ``weights_only=True``). ``device``: ``cpu`` or ``cuda`` (``device.resolve_device``). Same
+    config and seed give the same numbers on the same machine. Every step's loss and gradient
+    norm go into a :class:`TrainingTrace` handed to ``after_training`` (see
+    :data:`AfterTraining`); a finished run is judged ``collapsed``
     (:func:`~normlab.train.collapse.collapsed`) from its last epoch.
     """
     dataset = dataset or load_dataset(config.dataset, **config.dataset_options)
     check_config(config, dataset)
+    dataset = dataset_on(dataset, device)
     torch.manual_seed(config.seed)
-    model = build_model(config, dataset)
+    model = build_model(config, dataset).to(device)
     optimizer = build_optimizer(model, config)
     x_train, y_train = dataset.x_train, dataset.y_train
     steps_total = total_steps(config, len(y_train))
@@ -295,27 +299,6 @@ def train_run(
         collapsed=collapsed(last.train_loss, last.train_acc, dataset.num_classes),
     )
     return with_diagnostics(result, after_training, config, model, dataset, trace)
-
-
-def train_runs(
-    configs: Sequence[RunConfig],
-    dataset: Dataset | None = None,
-    *,
-    after_training: AfterTraining | None = None,
-    weights_dir: Path | None = None,
-) -> list[RunResult]:
-    """Train several runs; the engine interface executors call (a packed engine trains a group
-    of compatible runs at once behind this same signature). ``weights_dir``: each finished run's
-    final state dict is saved as ``weights_dir/<run_id>.pt``."""
-    return [
-        train_run(
-            config,
-            dataset,
-            weights_path=weights_file(weights_dir, config),
-            after_training=after_training,
-        )
-        for config in configs
-    ]
 
 
 def weights_file(weights_dir: Path | None, config: RunConfig) -> Path | None:

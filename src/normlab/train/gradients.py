@@ -30,8 +30,11 @@ def packed_gradient_norms(parameters: Iterable[nn.Parameter], count: int) -> lis
     """Each run's :func:`global_gradient_norm` in a packed model of ``count`` runs
     (``train/packed_model.py``): every packed tensor is the runs' tensors concatenated along
     dim 0, so run k's gradient is ``grad.view(count, -1)[k]``."""
-    squares = torch.zeros(count, dtype=torch.float64)
-    for parameter in parameters:
-        if parameter.grad is not None:
-            squares += parameter.grad.view(count, -1).to(torch.float64).square().sum(dim=1)
-    return squares.sqrt().tolist()
+    per_tensor = [
+        parameter.grad.view(count, -1).to(torch.float64).square().sum(dim=1)
+        for parameter in parameters
+        if parameter.grad is not None
+    ]
+    if not per_tensor:
+        return [0.0] * count
+    return torch.stack(per_tensor).sum(dim=0).sqrt().tolist()

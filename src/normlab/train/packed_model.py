@@ -63,13 +63,15 @@ class PackedDropout(nn.Module):
         if not self.training:
             return x
         shape = (x.shape[0], self.channels, *x.shape[2:])
+        # Masks are drawn on the CPU from each run's generator (the run's own stream, whatever
+        # the device), then moved as one tensor.
         masks = [
             keep_mask(shape, rate, generator, x.dtype)
             if rate > 0
             else torch.ones(shape, dtype=x.dtype)
             for rate, generator in zip(self.rates, self.generators, strict=True)
         ]
-        return x * torch.cat(masks, dim=1)
+        return x * torch.cat(masks, dim=1).to(x.device)
 
     def extra_repr(self) -> str:
         return f"rates={self.rates}"

@@ -37,10 +37,10 @@ ADAMW_BETA2 = 0.999
 ADAMW_EPS = 1e-8
 
 
-def _column(values: Sequence[float], dtype: torch.dtype) -> torch.Tensor:
-    """Per-run values as a (K, 1) column in the parameters' dtype (PyTorch, too, rounds a Python
-    float hyperparameter to the tensor's dtype inside the kernel)."""
-    return torch.tensor(values, dtype=dtype).view(-1, 1)
+def _column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+    """Per-run values as a (K, 1) column in the dtype and on the device of ``like`` (PyTorch,
+    too, rounds a Python float hyperparameter to the tensor's dtype inside the kernel)."""
+    return torch.tensor(values, dtype=like.dtype).view(-1, 1).to(like.device)
 
 
 class PackedOptimizer:
@@ -63,13 +63,13 @@ class PackedOptimizer:
         self.total_steps = total_steps
         self.parameters = list(parameters)
         self.views = [p.view(self.count, -1) for p in self.parameters]
-        self.dtype = self.parameters[0].dtype
+        self.like = self.parameters[0]
         exempt = [c.weight_decay if c.norm_weight_decay else 0.0 for c in configs]
         self.weight_decays = [
             [c.weight_decay for c in configs] if decay else exempt for decay in decayed
         ]
-        self.weight_decay_columns = [_column(w, self.dtype) for w in self.weight_decays]
-        self.momentum = _column([c.momentum for c in configs], self.dtype)
+        self.weight_decay_columns = [_column(w, self.like) for w in self.weight_decays]
+        self.momentum = _column([c.momentum for c in configs], self.like)
         self.frozen = [False] * self.count
         self.steps_taken = 0
         self.first_moments = [torch.zeros_like(v) for v in self.views]
@@ -100,7 +100,7 @@ class PackedOptimizer:
         self.learning_rates = self.scheduled_learning_rates(self.steps_taken)
 
     def _sgd(self) -> None:
-        negative_lr = _column([-lr for lr in self.learning_rates], self.dtype)
+        negative_lr = _column([-lr for lr in self.learning_rates], self.like)
         for view, parameter, decay, buffer in zip(
             self.views,
             self.parameters,
@@ -117,9 +117,9 @@ class PackedOptimizer:
         rates = self.learning_rates
         betas = [c.momentum for c in self.configs]
         negative_step_size = _column(
-            [-lr / (1 - beta**step) for lr, beta in zip(rates, betas, strict=True)], self.dtype
+            [-lr / (1 - beta**step) for lr, beta in zip(rates, betas, strict=True)], self.like
         )
-        keep = _column([1 - beta for beta in betas], self.dtype)
+        keep = _column([1 - beta for beta in betas], self.like)
         correction2 = math.sqrt(1 - ADAMW_BETA2**step)
         for view, parameter, decays, first, second in zip(
             self.views,
@@ -130,9 +130,7 @@ class PackedOptimizer:
             strict=True,
         ):
             grad = parameter.grad.view(self.count, -1)
-            view.mul_(
-                _column([1 - lr * w for lr, w in zip(rates, decays, strict=True)], self.dtype)
-            )
+            view.mul_(_column([1 - lr * w for lr, w in zip(rates, decays, strict=True)], self.like))
             first.lerp_(grad, keep)
             second.mul_(ADAMW_BETA2).addcmul_(grad, grad, value=1 - ADAMW_BETA2)
             denominator = (second.sqrt() / correction2).add_(ADAMW_EPS)
