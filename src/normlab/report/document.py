@@ -1,5 +1,5 @@
 """A study's report as data: verdict, tables, figures, notes, reproduction. Rendered to HTML,
-Markdown and the terminal by :mod:`.html`, :mod:`.markdown` and :mod:`.terminal`.
+Markdown and the terminal by :mod:`.html`, :mod:`.markdown` and :mod:`.write` (terminal summary).
 
 Built from :class:`StudyInput`, the plain records the store holds (no torch, no live model).
 """

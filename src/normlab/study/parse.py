@@ -224,6 +224,8 @@ class _Parser:
         levels: list[Any] = []
         for index, level in enumerate(value):
             if name is not None:
+                if name == "model" and isinstance(level, str):
+                    level = absolute_ref(level, self.folder())
                 level = self.field_value(name, level, (*path, index))
             if level in levels:
                 raise self.fail((*path, index), f"repeats the level {level!r}")
