@@ -226,7 +226,7 @@ def train_run(
             loss_value = loss.item()
             trace.step_losses.append(loss_value)
             if not math.isfinite(loss_value) or loss_value > exploded:
-                result = _diverged(
+                result = diverged_result(
                     config,
                     step,
                     epochs,
@@ -264,7 +264,7 @@ def train_run(
     # only a non-finite loss counts there: a large eval-mode loss can be BN's EMA statistics.
     final_loss = mean_loss(model, dataset.x_val, dataset.y_val)
     if not math.isfinite(final_loss):
-        result = _diverged(
+        result = diverged_result(
             config, step, epochs, train_time, validation_loss_error(final_loss, step)
         )
         return with_diagnostics(result, after_training, config, model, dataset, trace)
@@ -334,14 +334,15 @@ def _since(started: float) -> float:
     return time.perf_counter() - started
 
 
-def _diverged(
+def diverged_result(
     config: RunConfig, step: int, epochs: list[EpochRecord], wall_time: float, error: str
 ) -> RunResult:
+    """The result of a run that diverged at ``step`` (alone or in a pack) with ``error``."""
     return RunResult(
         run_id=config.run_id,
         status="diverged",
         steps=step,
         wall_time=wall_time,
-        epochs=epochs,
+        epochs=list(epochs),
         error=error,
     )

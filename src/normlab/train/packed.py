@@ -47,6 +47,7 @@ from .engine import (
     AfterTraining,
     build_model,
     check_config,
+    diverged_result,
     model_norm_options,
     total_steps,
     training_loss_error,
@@ -56,7 +57,7 @@ from .evaluate import chunks
 from .gradients import packed_gradient_norms
 from .optim import learning_rate_factor
 from .packed_data import RunStreams, packed_batches
-from .packed_eval import correct_counts, diverged_result, finish
+from .packed_eval import correct_counts, finish
 from .packed_model import PackedModel
 from .packed_optim import PackedOptimizer
 from .result import EpochRecord, RunResult, TrainingTrace

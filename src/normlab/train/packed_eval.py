@@ -16,7 +16,7 @@ from normlab.data import Dataset
 from normlab.norms import norm_entry
 
 from .config import RunConfig
-from .engine import validation_loss_error
+from .engine import diverged_result, validation_loss_error
 from .evaluate import chunks
 from .packed_model import PackedDropout, PackedModel
 from .result import EpochRecord, RunResult
@@ -116,17 +116,3 @@ def finish(
             epochs=curves[k],
         )
     return results  # type: ignore[return-value]
-
-
-def diverged_result(
-    config: RunConfig, step: int, epochs: list[EpochRecord], wall_time: float, error: str
-) -> RunResult:
-    """The result of a run of the pack that diverged (``engine``'s, with the same error)."""
-    return RunResult(
-        run_id=config.run_id,
-        status="diverged",
-        steps=step,
-        wall_time=wall_time,
-        epochs=list(epochs),
-        error=error,
-    )
