@@ -17,9 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table as RichTable
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover
-    import tomli as tomllib
+    pass
 
 from normlab.commands.bench import bench
 from normlab.commands.diagnose import diagnose
@@ -37,20 +37,18 @@ from normlab.study import (
     PlannedRun,
     StudyProgress,
     StudySpec,
+    default_spec,
     load_spec,
     open_store,
-    preset_path,
     run_study,
-    spec_from_dict,
 )
 from normlab.study.dryrun import describe_plan, estimate_time
 from normlab.study.executors import check_execution
 from normlab.study.export import FORMATS, export_store
 from normlab.study.plan import check_study
 from normlab.study.work import PACK_MODES, Execution
-from normlab.train import RunResult, check_model_ref
+from normlab.train import RunResult
 from normlab.train.device import DEVICES
-from normlab.train.model_ref import absolute_ref
 
 DEFAULT_OUT = "normlab-out"
 
@@ -195,61 +193,6 @@ def run(
     """
     spec = default_spec(quick, data, model, max_train, max_eval or max_train, augment)
     _plan_or_run(spec, dry_run, **execution)
-
-
-def default_spec(
-    quick: bool,
-    data: str | None,
-    model: str | None,
-    max_train: int | None,
-    max_eval: int | None,
-    augment: bool,
-) -> StudySpec:
-    """The default (or quick) study, on ``data`` with ``model`` when given."""
-    path = preset_path("quick" if quick else "default")
-    text = path.read_text()
-    values = tomllib.loads(text)
-    run_table = values.setdefault("run", {})
-    if data is not None:
-        run_table["dataset"] = _data_reference(data)
-    if model is not None:
-        try:
-            check_model_ref(model)
-        except NormlabError as error:
-            raise NormlabError(f"--model {model}: {error}") from None
-        run_table["model"] = absolute_ref(model)
-        for key in ("depth", "widths"):  # the seed ResNet's shape; other models have their own
-            if model != "resnet":
-                run_table.pop(key, None)
-    options = {"max_train_examples": max_train, "max_eval_examples": max_eval}
-    for key, value in options.items():
-        if value is not None:
-            run_table.setdefault("dataset_options", {})[key] = value
-    if augment:
-        run_table["augment"] = True
-    given = (data, model, max_train, max_eval, augment)
-    if given != (None, None, None, None, False):
-        on = [Path(data).name if data else "digits", f"model {model}" if model else None]
-        on += [f"{max_train} training examples" if max_train else None]
-        on += ["augmented" if augment else None]
-        name = values["study"]["name"].split(" on ")[0]
-        values["study"]["name"] = f"{name} on {', '.join(x for x in on if x)}"
-    if given == (None, None, None, None, False):
-        return spec_from_dict(values, source=str(path), text=text)
-    return spec_from_dict(values, source=f"normlab run (preset {path.stem} with the options given)")
-
-
-def _data_reference(data: str) -> str:
-    """A dataset name as it is; a path made absolute, so that the study does not depend on the
-    folder it was started from."""
-    if data in DATASETS:
-        return data
-    path = Path(data).expanduser()
-    if not path.exists():
-        raise NormlabError(
-            f"--data {data}: no such file or folder, and not a dataset name ({', '.join(DATASETS)})"
-        )
-    return str(path.resolve())
 
 
 def _plan_or_run(spec: StudySpec, dry_run: bool, **execution: Any) -> None:
