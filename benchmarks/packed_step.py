@@ -23,7 +23,9 @@ from normlab.train.packed_optim import PackedOptimizer
 
 
 def main() -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(__import__("os").environ.get("T", "1")))
+    from normlab.train.allocator import keep_freed_memory
+    keep_freed_memory()
     norm, count, batch_size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     data = digits()
     configs = [RunConfig(norm=norm, batch_size=batch_size, seed=s) for s in range(count)]

@@ -111,3 +111,32 @@ def test_packed_gradient_norms_are_each_runs_own(tiny_config, tiny_data):
     norms = packed_gradient_norms(packed.parameters(), 2)
     # float64 throughout: the grouped and separate computations agree to rounding.
     assert norms == pytest.approx([global_gradient_norm(m) for m in models], rel=1e-9)
+
+
+def test_packed_precise_bn_pass_gives_each_run_its_own_recalibrated_accuracy(
+    tiny_config, tiny_data
+):
+    from normlab.diagnostics import precise_copy
+    from normlab.train import accuracy
+
+    configs = [tiny_config.replace(seed=seed, batch_size=4) for seed in (0, 1, 2)]
+    seen: dict = {}
+    models: dict = {}
+
+    def keep(config, model, dataset, trace):
+        models[config.run_id] = model
+        return recorder(seen)(config, model, dataset, trace)
+
+    train_packed(configs, tiny_data, after_training=keep, precise_examples=64)
+    for config in configs:
+        trace = seen[config.run_id]
+        precise, _ = precise_copy(models[config.run_id], tiny_data.x_train[:64], 4)
+        alone = accuracy(precise, tiny_data.x_test, tiny_data.y_test)
+        # Same batches per slice as alone; float32 rounding may flip at most a borderline image.
+        assert abs(trace.precise_test_acc - alone) <= 1 / len(tiny_data.y_test)
+        assert trace.precise_examples == 64 and trace.precise_seconds > 0
+    # A norm without running statistics has nothing to recalibrate: no pass, no value.
+    gn = [config.replace(norm="gn") for config in configs]
+    seen.clear()
+    train_packed(gn, tiny_data, after_training=recorder(seen), precise_examples=64)
+    assert all(trace.precise_test_acc is None for trace in seen.values())

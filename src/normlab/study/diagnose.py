@@ -97,9 +97,14 @@ def diagnose_run(
 
 
 def _gap(config: RunConfig, model: nn.Module, dataset: Dataset, trace: TrainingTrace) -> GapReport:
-    """:func:`normlab.diagnostics.inference_gap` reusing the run's own test accuracies."""
+    """:func:`normlab.diagnostics.inference_gap` reusing the run's own test accuracies (and the
+    PreciseBN accuracy when its pack computed it for all its runs in one pass)."""
     x_precise = dataset.x_train[:PRECISE_MAX_EXAMPLES]
-    precise, seconds = precise_copy(model, x_precise, config.batch_size)
+    if trace.precise_test_acc is not None:
+        precise_acc, seconds = trace.precise_test_acc, trace.precise_seconds or 0.0
+    else:
+        precise, seconds = precise_copy(model, x_precise, config.batch_size)
+        precise_acc = accuracy(precise, dataset.x_test, dataset.y_test)
     running = trace.test_acc
     if running is None:
         running = accuracy(model, dataset.x_test, dataset.y_test)
@@ -110,7 +115,7 @@ def _gap(config: RunConfig, model: nn.Module, dataset: Dataset, trace: TrainingT
         )
     return GapReport(
         running_acc=running,
-        precise_acc=accuracy(precise, dataset.x_test, dataset.y_test),
+        precise_acc=precise_acc,
         batch_acc=batch,
         batch_size=config.batch_size,
         precise_seconds=seconds,

@@ -44,9 +44,10 @@ import torch
 
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult, train_runs
+from normlab.train.allocator import keep_freed_memory
 from normlab.train.device import resolve_device
 
-from .diagnose import after_training_for
+from .diagnose import PRECISE_MAX_EXAMPLES, after_training_for
 from .ray_executor import run_ray
 from .work import (
     PACK_MODES,
@@ -85,7 +86,8 @@ def train_safely(
 
 def engine_options(execution: Execution) -> dict[str, Any]:
     """What ``execution`` asks of the engine beyond the configs: the device, the diagnostics
-    callback (:mod:`.diagnose`) and the folder for each run's final weights."""
+    callback (:mod:`.diagnose`), the folder for each run's final weights, and the PreciseBN pass
+    a pack makes for all its runs when ``gap`` is recorded."""
     weights_dir = None
     if execution.weights_dir is not None:
         weights_dir = Path(execution.weights_dir)
@@ -94,6 +96,7 @@ def engine_options(execution: Execution) -> dict[str, Any]:
         "after_training": after_training_for(execution.diagnostics),
         "weights_dir": weights_dir,
         "device": resolve_device(execution.device),
+        "precise_examples": PRECISE_MAX_EXAMPLES if "gap" in execution.diagnostics else None,
     }
 
 
@@ -101,6 +104,7 @@ def train_pinned(
     unit: Sequence[RunConfig], threads: int, execution: Execution = DEFAULT_EXECUTION
 ) -> list[RunResult]:
     """:func:`train_safely` with torch pinned to ``threads`` (what every worker executes)."""
+    keep_freed_memory()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from normlab.data import Dataset, digits, epoch_order
 
+from .allocator import keep_freed_memory
 from .config import RunConfig
 from .engine import build_model
 from .packed import train_packed
@@ -116,7 +117,9 @@ def measure(
     data: Dataset | None = None,
     peak_gflops: float | None = None,
 ) -> BenchRow:
-    """Images/s of the plain loop, the compiled loop and the packed engine on the same runs."""
+    """Images/s of the plain loop, the compiled loop and the packed engine on the same runs
+    (this process's allocator tuned first, as the executors do: :mod:`.allocator`)."""
+    keep_freed_memory()
     torch.set_num_threads(threads)
     data = data or digits()
     peak = peak_gflops or matmul_peak_gflops()

@@ -57,7 +57,7 @@ from .evaluate import chunks
 from .gradients import packed_gradient_norms
 from .optim import learning_rate_factor
 from .packed_data import RunStreams, packed_batches
-from .packed_eval import correct_counts, finish
+from .packed_eval import correct_counts, finish, precise_test_accuracies
 from .packed_model import PackedModel
 from .packed_optim import PackedOptimizer
 from .result import EpochRecord, RunResult, TrainingTrace
@@ -139,6 +139,7 @@ def train_packed(
     weights_paths: Sequence[Path | None] | None = None,
     after_training: AfterTraining | None = None,
     device: str = "cpu",
+    precise_examples: int | None = None,
 ) -> list[RunResult]:
     """Train the K compatible ``configs`` as one packed model; one result per config, in order.
 
@@ -146,7 +147,10 @@ def train_packed(
     one run; its run's own model layout, loadable into ``build_model``), or None.
     ``after_training``: as in ``train_run``, per run, on the run's own model (its slice unpacked
     into it) with the run's own trace of step losses and gradient norms. ``device``: ``cpu`` or
-    ``cuda`` (:func:`~normlab.train.device.resolve_device`).
+    ``cuda`` (:func:`~normlab.train.device.resolve_device`). ``precise_examples``: also give each
+    finished run's trace its test accuracy after PreciseBN over that many training images, from
+    one pass over the whole pack (``packed_eval.precise_test_accuracies``), for a diagnostic
+    that would otherwise recalibrate run by run.
     """
     check_pack(configs)
     dataset = dataset or load_dataset(configs[0].dataset, **configs[0].dataset_options)
@@ -262,6 +266,9 @@ def train_packed(
     finished = finish(
         configs, dataset, packed, models, results, curves, step, train_time, weights_paths
     )
+    precise = None
+    if precise_examples and any(r.status == "done" for r in finished):
+        precise = precise_test_accuracies(packed, models[0], dataset, batch_size, precise_examples)
     judged = []
     for k, result in enumerate(finished):
         result = dataclasses.replace(result, pack_size=count, device=device)
@@ -276,6 +283,10 @@ def train_packed(
             traces[k].final_train_loss, traces[k].final_train_acc = last.train_loss, last.train_acc
             traces[k].test_acc = result.test_acc
             traces[k].test_acc_batch_stats = result.test_acc_batch_stats
+            if precise is not None:
+                traces[k].precise_test_acc = precise[0][k]
+                traces[k].precise_seconds = precise[1] / count
+                traces[k].precise_examples = min(precise_examples, len(dataset.y_train))
         # A run that did not finish gets its own model untrained: only its trace is meaningful.
         judged.append(
             with_diagnostics(result, after_training, configs[k], models[k], dataset, traces[k])

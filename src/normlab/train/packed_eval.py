@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from normlab.data import Dataset
-from normlab.norms import norm_entry
+from normlab.norms import FrozenBatchNorm, norm_entry
+from normlab.surgery import recalibrate_bn
 
 from .config import RunConfig
 from .engine import diverged_result, validation_loss_error
@@ -52,6 +54,43 @@ def mean_losses(packed: PackedModel, x: torch.Tensor, y: torch.Tensor) -> list[f
         for k, value in enumerate(sums.view(packed.count, -1).sum(dim=1).tolist()):
             totals[k] += value
     return [total / len(y) for total in totals]
+
+
+def _recalibrated_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The layers :func:`~normlab.surgery.recalibrate_bn` would recalibrate in ``model``."""
+    return [
+        module
+        for module in model.modules()
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+        and not isinstance(module, FrozenBatchNorm)
+        and module.running_mean is not None
+    ]
+
+
+def precise_test_accuracies(
+    packed: PackedModel, model: torch.nn.Module, dataset: Dataset, batch_size: int, examples: int
+) -> tuple[list[float], float] | None:
+    """Every run's test accuracy after PreciseBN, from one pass over the pack, and its seconds.
+
+    The pass is :func:`~normlab.surgery.recalibrate_bn` on a copy of ``packed`` over the first
+    ``examples`` training images in batches of ``batch_size``, replicated into every run's
+    slice: each run's layers see exactly the batches they see when the run alone is
+    recalibrated (``diagnostics.precise_copy``). None (the caller recalibrates run by run) when
+    the packed layers are not one stacked layer per layer of a run's own ``model``."""
+    own, stacked = _recalibrated_layers(model), _recalibrated_layers(packed)
+    if not own or len(own) != len(stacked):
+        return None
+    if any(p.num_features != packed.count * o.num_features for o, p in zip(own, stacked)):
+        return None
+    started = time.perf_counter()
+    precise = copy.deepcopy(packed)
+    x = dataset.x_train[:examples]
+    batches = (_replicate(x[start:stop], packed.count) for start, stop in chunks(len(x), batch_size))
+    recalibrate_bn(precise, batches)
+    precise.eval()
+    test_ranges = chunks(len(dataset.y_test), 512)
+    correct = correct_counts(precise, dataset.x_test, dataset.y_test, test_ranges)
+    return [c / len(dataset.y_test) for c in correct], time.perf_counter() - started
 
 
 def _batch_statistics_view(packed: PackedModel) -> PackedModel:

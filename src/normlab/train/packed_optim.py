@@ -108,7 +108,9 @@ class PackedOptimizer:
             self.first_moments,
             strict=True,
         ):
-            direction = torch.addcmul(parameter.grad.view(self.count, -1), decay, view)
+            # In place on the gradient (the step's last reader of it): an out-of-place direction
+            # allocated a tensor the size of the parameter per parameter per step.
+            direction = parameter.grad.view(self.count, -1).addcmul_(decay, view)
             buffer.mul_(self.momentum).add_(direction)
             view.addcmul_(negative_lr, buffer)
 

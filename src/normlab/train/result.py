@@ -41,6 +41,13 @@ class TrainingTrace:
     test_acc_batch_stats: float | None = None
     """... and with batch statistics at the training batch size: a diagnostic reuses both
     instead of paying for the batch-statistics pass twice."""
+    precise_test_acc: float | None = None
+    """Test accuracy after PreciseBN, when the packed engine computed it for the whole pack
+    (``train_packed(precise_examples=...)``): the ``gap`` diagnostic then skips its own pass."""
+    precise_seconds: float | None = None
+    """The run's share (1/K) of that pack-wide PreciseBN pass."""
+    precise_examples: int | None = None
+    """Training examples the PreciseBN pass went over."""
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,15 @@ def train_runs(
     device: str = "cpu",
     after_training: AfterTraining | None = None,
     weights_dir: Path | None = None,
+    precise_examples: int | None = None,
 ) -> list[RunResult]:
     """Train one unit of work (the engine interface executors call): several compatible configs
     (``packed.pack_key``) as one packed model (``packed.train_packed``), one config alone
     (:func:`train_run`). One result per config, in order. ``after_training``: per-run
     diagnostics (see ``engine.AfterTraining``); ``weights_dir``: each finished run's final state
-    dict is saved as ``weights_dir/<run_id>.pt``."""
+    dict is saved as ``weights_dir/<run_id>.pt``; ``precise_examples``: a pack computes its
+    runs' PreciseBN test accuracies in one pass (``train_packed``; a run alone leaves it to the
+    diagnostic)."""
     if len(configs) > 1:
         return train_packed(
             configs,
@@ -37,6 +40,7 @@ def train_runs(
             weights_paths=[weights_file(weights_dir, config) for config in configs],
             after_training=after_training,
             device=device,
+            precise_examples=precise_examples,
         )
     return [
         dataclasses.replace(
