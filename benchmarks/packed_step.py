@@ -25,6 +25,7 @@ from normlab.train.packed_optim import PackedOptimizer
 def main() -> None:
     torch.set_num_threads(int(__import__("os").environ.get("T", "1")))
     from normlab.train.allocator import keep_freed_memory
+
     keep_freed_memory()
     norm, count, batch_size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     data = digits()

@@ -80,12 +80,15 @@ def precise_test_accuracies(
     own, stacked = _recalibrated_layers(model), _recalibrated_layers(packed)
     if not own or len(own) != len(stacked):
         return None
-    if any(p.num_features != packed.count * o.num_features for o, p in zip(own, stacked)):
+    pairs = zip(own, stacked, strict=True)
+    if any(p.num_features != packed.count * o.num_features for o, p in pairs):
         return None
     started = time.perf_counter()
     precise = copy.deepcopy(packed)
     x = dataset.x_train[:examples]
-    batches = (_replicate(x[start:stop], packed.count) for start, stop in chunks(len(x), batch_size))
+    batches = (
+        _replicate(x[start:stop], packed.count) for start, stop in chunks(len(x), batch_size)
+    )
     recalibrate_bn(precise, batches)
     precise.eval()
     test_ranges = chunks(len(dataset.y_test), 512)
