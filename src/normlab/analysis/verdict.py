@@ -6,6 +6,9 @@ Holm-adjusted p < 0.05; *significantly better* when it beats every alternative s
 *within noise of the best*. With fewer than three seeds there is no interval, and the verdict says
 so. When the store holds inference-statistics gap records (``diagnostics.gap``) for the baseline,
 the deficit is decomposed: how much of it PreciseBN recalibration recovers (Wu & Johnson 2021).
+When the compared factor is the norm, each deficit also names the best remedy that keeps BN
+(:mod:`.remedies`), and the recommendation offers it where it is within noise of the best
+alternative.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .compare import ALPHA, CellStats, Comparison, best_alternative
+from .remedies import Remedy, best_remedy, keeps_bn
 from .statistics import MIN_SEEDS_FOR_CI, Interval
 from .summary import cell_key
 
@@ -84,8 +88,11 @@ def verdict(
     by_context: dict[str, list[Comparison]] = defaultdict(list)
     for comparison in comparisons:
         by_context[cell_key(comparison.context)].append(comparison)
-    cells_by_key = {cell_key(c.summary.cell): c for c in cells}
     base_cells = {cell_key(c.context): c for c in cells if c.label == baseline}
+    members_of: dict[str, list[CellStats]] = defaultdict(list)
+    for cell in cells:
+        members_of[cell_key(cell.context)].append(cell)
+    remedies: dict[str, Remedy] = {}
     worse, better, tied = [], [], []
     for members in by_context.values():
         best = best_alternative(members)
@@ -111,7 +118,8 @@ def verdict(
             f"({interval(_negated(best.ci))}, {_p(best)}, d_z = {_dz(best)}, {best.seeds} seeds)"
         )
         base = base_cells.get(cell_key(best.context))
-        recovered = gap_recovery(base, gaps.get(cell_key(base.summary.cell), {})) if base else None
+        base_gaps = gaps.get(cell_key(base.summary.cell), {}) if base else {}
+        recovered = gap_recovery(base, base_gaps) if base else None
         if recovered is not None:
             deficit = -best.difference
             gain = recovered["precise"] - recovered["running"]
@@ -121,15 +129,33 @@ def verdict(
                 f" batch statistics {points(recovered['batch'])}%)"
             )
         sentences.append(text + ".")
-    if tied:
-        within = _ordered(tied, axis)
-        largest = max(within, key=lambda c: abs(c.difference))
+        if compare == "norm" and not keeps_bn(best.alternative):
+            remedy = best_remedy(
+                members_of[cell_key(best.context)], baseline, best.alternative, base_gaps
+            )
+            if remedy is not None:
+                remedies[cell_key(best.context)] = remedy
+                sentences.append(_remedy_sentence(remedy))
+    behind = [c for c in tied if c.difference < 0]
+    if behind:
+        within = _ordered(behind, axis)
+        largest = min(within, key=lambda c: c.difference)
         sentences.append(
             f"At {_list_where(within, axis)}, {baseline} is within noise of the best "
             f"(largest gap to the best alternative: {baseline} - {largest.alternative} = "
             f"{points(largest.difference)} points at {_where(largest.context)}, "
             f"{interval(largest.ci)}, "
             f"{_p(largest)})."
+        )
+    ahead = [c for c in tied if c.difference >= 0]
+    if ahead:
+        within = _ordered(ahead, axis)
+        smallest = min(within, key=lambda c: c.difference)
+        sentences.append(
+            f"At {_list_where(within, axis)}, {baseline} has the best mean, but not "
+            f"significantly (smallest lead over the next best: {baseline} - "
+            f"{smallest.alternative} = {points(smallest.difference)} points at "
+            f"{_where(smallest.context)}, {interval(smallest.ci)}, {_p(smallest)})."
         )
     for best in _ordered(better, axis):
         sentences.append(
@@ -142,7 +168,29 @@ def verdict(
             f"No difference between {baseline} and the other levels of {compare} is significant "
             f"(Holm-corrected over {len(comparisons)} paired comparisons at alpha = {ALPHA})."
         )
-    return Verdict(tuple(sentences), _recommend(worse, better, tied, baseline, axis, cells_by_key))
+    recommendation = _recommend(worse, better, tied, baseline, axis, remedies, compare)
+    return Verdict(tuple(sentences), recommendation)
+
+
+def _remedy_sentence(remedy: Remedy) -> str:
+    numbers = (
+        f"{remedy.name} - {remedy.versus} = {points(remedy.difference)} points, "
+        f"{interval(remedy.ci)}, "
+        + (
+            "no test: fewer than 2 seeds"
+            if remedy.p_holm is None
+            else f"Holm p = {remedy.p_holm:.2g}"
+        )
+    )
+    if remedy.within_noise:
+        return (
+            f"The best remedy there that keeps BN, {remedy.name}, is within noise of "
+            f"{remedy.versus} ({numbers})."
+        )
+    return (
+        f"No remedy that keeps BN comes within noise of {remedy.versus} there (the closest, "
+        f"{remedy.name}: {numbers})."
+    )
 
 
 def _recommend(
@@ -151,7 +199,8 @@ def _recommend(
     tied: list[Comparison],
     baseline: str,
     axis: str,
-    cells: dict[str, CellStats],
+    remedies: dict[str, Remedy],
+    compare: str,
 ) -> str:
     if not worse and not better:
         return (
@@ -160,12 +209,16 @@ def _recommend(
         )
     if not worse:
         return f"Recommendation: keep {baseline}; no alternative beats it significantly here."
-    by_alternative: dict[str, list[Comparison]] = defaultdict(list)
+    by_alternative: dict[tuple[str, str | None], list[Comparison]] = defaultdict(list)
     for comparison in _ordered(worse, axis):
-        by_alternative[comparison.alternative].append(comparison)
+        remedy = remedies.get(cell_key(comparison.context))
+        kept = remedy.name if remedy is not None and remedy.within_noise else None
+        by_alternative[(comparison.alternative, kept)].append(comparison)
     switches = "; ".join(
         f"at {_list_where(members, axis)} use {alternative}"
-        for alternative, members in by_alternative.items()
+        + (" (it keeps BN)" if compare == "norm" and keeps_bn(alternative) else "")
+        + (f", or keep BN with {kept}, within noise of it" if kept else "")
+        for (alternative, kept), members in by_alternative.items()
     )
     keep = [c for c in (*tied, *better) if c.context]
     text = f"Recommendation: {switches}"

@@ -210,6 +210,7 @@ register(
         True,
         running_momentum=True,
         keeps_bn=True,
+        ablation=True,
         packing="channel",
     )
 )

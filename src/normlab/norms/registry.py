@@ -39,7 +39,11 @@ class NormEntry:
     keeps_bn: bool = False
     """True for a remedy for BN at small batch that keeps BN's place in the architecture and a
     per-channel affine inference transform (brn, gbn, mabn, cbn, cbn_naive, evalnorm): the
-    candidates when the verdict names "the best remedy that keeps BN". BN itself is False."""
+    candidates when the verdict names "the best remedy that keeps BN" (but not an
+    ``ablation``). BN itself is False."""
+    ablation: bool = False
+    """True for an entry that exists to measure a part of another method (``cbn_naive``: CBN
+    without its compensation): studies may include it, the verdict never recommends it."""
     packing: str | None = None
     """How K runs' layers become one layer of a packed model (``norms/packed.py``), or None
     when the layer cannot be packed exactly (its runs then train one by one): ``channel``
