@@ -8,7 +8,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from normlab.models import resnet, seed_block
-from normlab.norms import WSConv2d, make_norm, norm_entry, standardize_weight
+from normlab.norms import (
+    CenteredConv2d,
+    centralize_weight,
+    WSConv2d,
+    make_norm,
+    norm_entry,
+    standardize_weight,
+)
 
 # float64; standardization in NumPy and torch: rounding only.
 TOLERANCE = 1e-10
@@ -70,3 +77,23 @@ def test_resnet_stem_and_blocks_use_ws_convs_for_gn_ws() -> None:
     assert len(standardized) == 1 + 2 * 3  # stem + two per block; projections stay plain
     assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
     assert not any(isinstance(m, WSConv2d) for m in resnet("bn").modules())
+
+
+def test_centered_conv_subtracts_each_filters_mean_float64():
+    torch.manual_seed(0)
+    conv = CenteredConv2d(3, 5, 3, padding=1).double()
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    w = conv.weight.detach()
+    centred = w - w.mean(dim=(1, 2, 3), keepdim=True)  # the paper's CenConv2d filter
+    expected = torch.nn.functional.conv2d(x, centred, conv.bias, padding=1)
+    torch.testing.assert_close(conv(x), expected, rtol=1e-12, atol=1e-12)
+    assert centralize_weight(w).mean(dim=(1, 2, 3)).abs().max() < 1e-15
+
+
+def test_models_centre_the_convolutions_that_feed_mabn_only():
+    mabn = resnet("mabn", depth=8, widths=(4, 8, 8))
+    convs = [m for m in mabn.modules() if isinstance(m, torch.nn.Conv2d)]
+    feeding = [m for m in convs if m.kernel_size == (3, 3)]
+    assert feeding and all(isinstance(m, CenteredConv2d) for m in feeding)
+    bn = resnet("bn", depth=8, widths=(4, 8, 8))
+    assert not any(isinstance(m, CenteredConv2d) for m in bn.modules())

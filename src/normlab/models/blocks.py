@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from normlab.norms import WSConv2d, make_norm, norm_entry
+from normlab.norms import CenteredConv2d, WSConv2d, make_norm, norm_entry
 
 from .dropout import SeededDropout
 
@@ -44,17 +44,28 @@ def conv2d(
     kernel_size: int,
     stride: int = 1,
     bias: bool = True,
-    weight_standardized: bool = False,
+    weight: str | None = None,
 ) -> nn.Conv2d:
     """Keras ``Conv2D(padding="same")`` for odd kernels (bias on, like Keras's default).
 
-    ``weight_standardized`` gives a :class:`~normlab.norms.WSConv2d` (Qiao et al. 2019), for
-    convolutions that feed a norm whose registry entry has ``weight_standardized_conv`` (``gn_ws``).
+    ``weight="standardized"`` gives a :class:`~normlab.norms.WSConv2d` (Qiao et al. 2019),
+    ``weight="centered"`` a :class:`~normlab.norms.CenteredConv2d` (Yan et al. 2020), for
+    convolutions that feed a norm whose registry entry asks for it (:func:`conv_weight`).
     """
-    conv_class = WSConv2d if weight_standardized else nn.Conv2d
+    conv_class = {None: nn.Conv2d, "standardized": WSConv2d, "centered": CenteredConv2d}[weight]
     return conv_class(
         in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias
     )
+
+
+def conv_weight(norm: str) -> str | None:
+    """The ``weight`` of :func:`conv2d` for convolutions feeding ``norm``: ``standardized``
+    (registry ``weight_standardized_conv``: gn_ws), ``centered`` (``centered_conv``: mabn), or
+    None (a plain convolution)."""
+    entry = norm_entry(norm)
+    if entry.weight_standardized_conv:
+        return "standardized"
+    return "centered" if entry.centered_conv else None
 
 
 class SeedBlock(nn.Module):
@@ -75,12 +86,12 @@ class SeedBlock(nn.Module):
         options = dict(norm_options or {})
         # Both convolutions feed a norm; gn_ws needs them weight-standardized (the shortcut's
         # projection feeds the addition, not a norm, and stays a plain convolution).
-        standardized = norm_entry(norm).weight_standardized_conv
+        weight = conv_weight(norm)
         self.conv1 = conv2d(
-            in_channels, filters, kernel_size, stride, weight_standardized=standardized
+            in_channels, filters, kernel_size, stride, weight=weight
         )
         self.norm1 = make_norm(norm, filters, **options)
-        self.conv2 = conv2d(filters, filters, kernel_size, weight_standardized=standardized)
+        self.conv2 = conv2d(filters, filters, kernel_size, weight=weight)
         self.norm2 = make_norm(norm, filters, **options)
         self.relu = nn.ReLU()
         block_dropout = dropout if dropout_position != "head" else 0.0

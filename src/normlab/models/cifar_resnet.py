@@ -33,7 +33,7 @@ from torch import nn
 from normlab.errors import NormlabError
 from normlab.norms import make_norm, norm_entry
 
-from .blocks import conv2d
+from .blocks import conv2d, conv_weight
 from .dropout import SeededDropout
 
 CIFAR_WIDTHS = (16, 32, 64)
@@ -80,13 +80,13 @@ class BasicBlock(nn.Module):
     ) -> None:
         super().__init__()
         options = dict(norm_options or {})
-        standardized = norm_entry(norm).weight_standardized_conv
+        weight = conv_weight(norm)
         self.conv1 = conv2d(
-            in_channels, out_channels, 3, stride, bias=False, weight_standardized=standardized
+            in_channels, out_channels, 3, stride, bias=False, weight=weight
         )
         self.norm1 = make_norm(norm, out_channels, **options)
         self.conv2 = conv2d(
-            out_channels, out_channels, 3, bias=False, weight_standardized=standardized
+            out_channels, out_channels, 3, bias=False, weight=weight
         )
         self.norm2 = make_norm(norm, out_channels, **options)
         self.relu = nn.ReLU()
@@ -114,9 +114,9 @@ class CifarResNet(nn.Module):
     ) -> None:
         super().__init__()
         options = dict(norm_options or {})
-        standardized = norm_entry(norm).weight_standardized_conv
+        weight = conv_weight(norm)
         self.stem = nn.Sequential(
-            conv2d(in_channels, CIFAR_WIDTHS[0], 3, bias=False, weight_standardized=standardized),
+            conv2d(in_channels, CIFAR_WIDTHS[0], 3, bias=False, weight=weight),
             make_norm(norm, CIFAR_WIDTHS[0], **options),
             nn.ReLU(),
         )

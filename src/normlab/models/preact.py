@@ -26,7 +26,7 @@ from torch import nn
 from normlab.errors import NormlabError
 from normlab.norms import make_norm, norm_entry
 
-from .blocks import conv2d
+from .blocks import conv2d, conv_weight
 from .dropout import SeededDropout
 
 PREACT_WIDTHS = (64, 128, 256, 512)
@@ -46,14 +46,14 @@ class PreActBlock(nn.Module):
     ) -> None:
         super().__init__()
         options = dict(norm_options or {})
-        standardized = norm_entry(norm).weight_standardized_conv
+        weight = conv_weight(norm)
         self.norm1 = make_norm(norm, in_channels, **options)
         self.conv1 = conv2d(
-            in_channels, out_channels, 3, stride, bias=False, weight_standardized=standardized
+            in_channels, out_channels, 3, stride, bias=False, weight=weight
         )
         self.norm2 = make_norm(norm, out_channels, **options)
         self.conv2 = conv2d(
-            out_channels, out_channels, 3, bias=False, weight_standardized=standardized
+            out_channels, out_channels, 3, bias=False, weight=weight
         )
         self.relu = nn.ReLU()
         # The projection feeds the addition, not a norm: a plain convolution even for gn_ws.
@@ -84,10 +84,10 @@ class PreActResNet(nn.Module):
     ) -> None:
         super().__init__()
         options = dict(norm_options or {})
-        standardized = norm_entry(norm).weight_standardized_conv
+        weight = conv_weight(norm)
         channels = PREACT_WIDTHS[0]
         # No norm after the stem: the first block's norm1 pre-activates it.
-        self.stem = conv2d(in_channels, channels, 3, bias=False, weight_standardized=standardized)
+        self.stem = conv2d(in_channels, channels, 3, bias=False, weight=weight)
         stages = []
         for stage, (width, count) in enumerate(zip(PREACT_WIDTHS, blocks_per_stage, strict=True)):
             blocks = []

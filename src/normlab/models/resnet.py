@@ -21,7 +21,7 @@ from torch import nn
 from normlab.errors import NormlabError
 from normlab.norms import make_norm, norm_entry
 
-from .blocks import DROPOUT_POSITIONS, ScalarBias, conv2d
+from .blocks import DROPOUT_POSITIONS, ScalarBias, conv2d, conv_weight
 from .dropout import SeededDropout
 from .init import block_class, check_init, initialize
 
@@ -51,7 +51,7 @@ class ResNet(nn.Module):
                 in_channels,
                 widths[0],
                 kernel_size,
-                weight_standardized=norm_entry(norm).weight_standardized_conv,
+                weight=conv_weight(norm),
             ),
             make_norm(norm, widths[0], **options),
         ]

@@ -38,7 +38,7 @@ from .registry import (
 )
 from .renorm import BatchRenorm, batch_renorm
 from .response import FilterResponseNorm, filter_response_norm
-from .weight_std import WSConv2d, standardize_weight
+from .weight_std import CenteredConv2d, WSConv2d, centralize_weight, standardize_weight
 
 register(
     NormEntry(
@@ -188,6 +188,7 @@ register(
         True,
         running_momentum=True,
         keeps_bn=True,
+        centered_conv=True,
         packing="channel",
     )
 )
@@ -245,6 +246,8 @@ __all__ = [
     "NormlabError",
     "PackedChannelLayerNorm",
     "WSConv2d",
+    "CenteredConv2d",
+    "centralize_weight",
     "make_norm",
     "norm_entry",
     "norm_names",

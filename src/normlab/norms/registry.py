@@ -28,6 +28,9 @@ class NormEntry:
     """True when training-mode outputs depend on other samples of the mini-batch."""
     weight_standardized_conv: bool = False
     """True when the preceding convolution must use Weight Standardization (``gn_ws``)."""
+    centered_conv: bool = False
+    """True when the preceding convolution must centralize its filters (``mabn``: the paper's
+    ``CenConv2d``, :class:`~normlab.norms.CenteredConv2d`)."""
     running_momentum: bool = False
     """True when the layer updates running statistics with a ``momentum`` option (PyTorch
     convention: the weight of the new batch statistic), which ``RunConfig.bn_momentum`` sets.
