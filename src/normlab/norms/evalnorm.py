@@ -13,11 +13,14 @@ sample weight alpha::
     sigma2_hat = alpha * sigma_x^2 + (1 - alpha) * sigma^2 + alpha * (1 - alpha) * (mu_x - mu)^2
     y          = gamma * (x - mu_hat) / sqrt(sigma2_hat + eps) + beta
 
-alpha = 0 is BN's evaluation. Default: the paper's rule-of-thumb approximation alpha = 1 / B,
-with B the training batch size, which the layer records in training (``train_batch_size``) or
-takes from the ``batch_size`` option (a model trained elsewhere, e.g. after ``swap_norm``); an
-explicit ``alpha`` overrides both; with neither, alpha = 0. The paper also estimates alpha (for the mean and the variance
-separately) with learnable variables trained online; that variant is not implemented here.
+alpha = 0 is BN's evaluation. Default: alpha = 1 / B, with B the training batch size: a
+sample's weight in the batch statistics that normalized it in training, which is how normlab
+reads the paper's simple (rule-of-thumb) approximation; the exact form of that rule was not
+re-checked against the paper's text, and ``alpha=`` sets any other value. B is what the layer
+records in training (``train_batch_size``) or the ``batch_size`` option (a model trained
+elsewhere, e.g. after ``swap_norm``); an explicit ``alpha`` overrides both; with neither, alpha =
+0. The paper also estimates alpha (for the mean and the variance separately) with learnable
+variables trained online; that variant is not implemented here.
 
 Packing: the statistics are per channel (per sample and channel at evaluation): ``channel``.
 """
