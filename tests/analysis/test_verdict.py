@@ -74,3 +74,26 @@ def test_gap_decomposition_names_precise_bn_recovery():
     found = re.search(r"PreciseBN recalibration recovers (\d+)% of that gap", result.paragraph)
     assert int(found.group(1)) == round(100 * 0.04 / deficit)
     assert "EMA 85.0%, PreciseBN 89.0%, batch statistics 90.0%" in result.paragraph
+
+
+def test_a_significant_win_over_one_alternative_is_not_called_no_difference():
+    from synthetic_records import grid
+
+    means = grid(
+        {
+            "bn": {2: 0.97, 16: 0.97},
+            "gn": {2: 0.969, 16: 0.969},  # within noise of bn
+            "none": {2: 0.80, 16: 0.85},  # far below
+        }
+    )
+    _, comparisons, result = analyse(means)
+    assert any(c.significant for c in comparisons)
+    assert "No difference" not in result.paragraph
+    assert re.search(
+        r"bn is significantly better than none at batch size 2 and 16 \(17\.\d points",
+        result.paragraph,
+    )
+    assert (
+        result.recommendation
+        == "Recommendation: keep bn; no alternative beats it significantly here."
+    )

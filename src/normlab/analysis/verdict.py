@@ -163,12 +163,30 @@ def verdict(
             f"alternative, by at least {points(best.difference)} points over {best.alternative} "
             f"({interval(best.ci)}, {_p(best)})."
         )
-    if not worse and not better:
+    # Where the baseline is not the clear winner, it may still beat some alternatives.
+    tied_keys = {cell_key(c.context) for c in tied}
+    wins = [
+        c
+        for c in comparisons
+        if c.significant and (c.difference or 0) > 0 and cell_key(c.context) in tied_keys
+    ]
+    for alternative in dict.fromkeys(c.alternative for c in _ordered(wins, axis)):
+        found = [c for c in _ordered(wins, axis) if c.alternative == alternative]
+        details = "; ".join(
+            f"{points(c.difference)} points at {_where(c.context)}, {interval(c.ci)}, {_p(c)}"
+            for c in found
+        )
+        sentences.append(
+            f"{baseline} is significantly better than {alternative} at "
+            f"{_list_where(found, axis)} ({details})."
+        )
+    if not any(c.significant for c in comparisons):
         sentences.append(
             f"No difference between {baseline} and the other levels of {compare} is significant "
             f"(Holm-corrected over {len(comparisons)} paired comparisons at alpha = {ALPHA})."
         )
-    recommendation = _recommend(worse, better, tied, baseline, axis, remedies, compare)
+    significant = any(c.significant for c in comparisons)
+    recommendation = _recommend(worse, better, tied, significant, baseline, axis, remedies, compare)
     return Verdict(tuple(sentences), recommendation)
 
 
@@ -197,12 +215,13 @@ def _recommend(
     worse: list[Comparison],
     better: list[Comparison],
     tied: list[Comparison],
+    significant: bool,
     baseline: str,
     axis: str,
     remedies: dict[str, Remedy],
     compare: str,
 ) -> str:
-    if not worse and not better:
+    if not significant:
         return (
             f"Recommendation: the data show no reason to change {baseline}; a smaller difference "
             "would need more seeds to resolve."
