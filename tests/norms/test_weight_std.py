@@ -10,8 +10,8 @@ from torch import nn
 from normlab.models import resnet, seed_block
 from normlab.norms import (
     CenteredConv2d,
-    centralize_weight,
     WSConv2d,
+    centralize_weight,
     make_norm,
     norm_entry,
     standardize_weight,

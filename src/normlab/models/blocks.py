@@ -87,9 +87,7 @@ class SeedBlock(nn.Module):
         # Both convolutions feed a norm; gn_ws needs them weight-standardized (the shortcut's
         # projection feeds the addition, not a norm, and stays a plain convolution).
         weight = conv_weight(norm)
-        self.conv1 = conv2d(
-            in_channels, filters, kernel_size, stride, weight=weight
-        )
+        self.conv1 = conv2d(in_channels, filters, kernel_size, stride, weight=weight)
         self.norm1 = make_norm(norm, filters, **options)
         self.conv2 = conv2d(filters, filters, kernel_size, weight=weight)
         self.norm2 = make_norm(norm, filters, **options)

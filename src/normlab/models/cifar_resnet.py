@@ -81,13 +81,9 @@ class BasicBlock(nn.Module):
         super().__init__()
         options = dict(norm_options or {})
         weight = conv_weight(norm)
-        self.conv1 = conv2d(
-            in_channels, out_channels, 3, stride, bias=False, weight=weight
-        )
+        self.conv1 = conv2d(in_channels, out_channels, 3, stride, bias=False, weight=weight)
         self.norm1 = make_norm(norm, out_channels, **options)
-        self.conv2 = conv2d(
-            out_channels, out_channels, 3, bias=False, weight=weight
-        )
+        self.conv2 = conv2d(out_channels, out_channels, 3, bias=False, weight=weight)
         self.norm2 = make_norm(norm, out_channels, **options)
         self.relu = nn.ReLU()
         self.shortcut: nn.Module = nn.Identity()

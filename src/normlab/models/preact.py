@@ -48,13 +48,9 @@ class PreActBlock(nn.Module):
         options = dict(norm_options or {})
         weight = conv_weight(norm)
         self.norm1 = make_norm(norm, in_channels, **options)
-        self.conv1 = conv2d(
-            in_channels, out_channels, 3, stride, bias=False, weight=weight
-        )
+        self.conv1 = conv2d(in_channels, out_channels, 3, stride, bias=False, weight=weight)
         self.norm2 = make_norm(norm, out_channels, **options)
-        self.conv2 = conv2d(
-            out_channels, out_channels, 3, bias=False, weight=weight
-        )
+        self.conv2 = conv2d(out_channels, out_channels, 3, bias=False, weight=weight)
         self.relu = nn.ReLU()
         # The projection feeds the addition, not a norm: a plain convolution even for gn_ws.
         self.shortcut: nn.Module | None = None
