@@ -3,12 +3,14 @@
     python benchmarks/packed_step.py NORM PACK_SIZE BATCH_SIZE [--profile]
 
 Builds the packed model of PACK_SIZE default-ResNet runs and times the three phases separately
-(best of 5 rounds of 20 steps, 1 thread); ``--profile`` adds a torch.profiler table by op and
-input shape.
+(best of 5 rounds of 20 steps, 1 thread, or ``T`` threads from the environment: ``T=2 python
+benchmarks/packed_step.py ...``), with the engine's allocator settings (``train/allocator.py``);
+``--profile`` adds a torch.profiler table by op and input shape.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -18,14 +20,13 @@ import torch.nn.functional as F
 from normlab.data import digits
 from normlab.norms import norm_entry
 from normlab.train import RunConfig, build_model
+from normlab.train.allocator import keep_freed_memory
 from normlab.train.packed_model import PackedModel
 from normlab.train.packed_optim import PackedOptimizer
 
 
 def main() -> None:
-    torch.set_num_threads(int(__import__("os").environ.get("T", "1")))
-    from normlab.train.allocator import keep_freed_memory
-
+    torch.set_num_threads(int(os.environ.get("T", "1")))
     keep_freed_memory()
     norm, count, batch_size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     data = digits()
