@@ -275,6 +275,19 @@ class _PopulationStatistics:
         return self.sum_squares / self.count
 
 
+def recalibration_targets(model: nn.Module) -> list[_BatchNorm]:
+    """The layers :func:`recalibrate_bn` recalibrates: every ``_BatchNorm`` with running
+    statistics, ``frozen_bn`` excepted (each module once)."""
+    return [
+        module
+        for module in dict.fromkeys(model.modules())
+        if isinstance(module, _BatchNorm)
+        and not isinstance(module, FrozenBatchNorm)
+        and module.running_mean is not None
+        and module.running_var is not None
+    ]
+
+
 def recalibrate_bn(
     model: nn.Module,
     batches: Iterable[torch.Tensor | tuple | list],
@@ -305,14 +318,7 @@ def recalibrate_bn(
     """
     if num_batches is not None and (isinstance(num_batches, bool) or num_batches < 1):
         raise NormlabError(f"recalibrate_bn: num_batches must be >= 1, got {num_batches!r}")
-    targets = [
-        module
-        for module in dict.fromkeys(model.modules())
-        if isinstance(module, _BatchNorm)
-        and not isinstance(module, FrozenBatchNorm)
-        and module.running_mean is not None
-        and module.running_var is not None
-    ]
+    targets = recalibration_targets(model)
     if not targets:
         logger.warning("recalibrate_bn: no BatchNorm layer with running statistics found")
         return model

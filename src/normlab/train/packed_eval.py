@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from normlab.data import Dataset
-from normlab.norms import FrozenBatchNorm, norm_entry
-from normlab.surgery import recalibrate_bn
+from normlab.norms import norm_entry
+from normlab.surgery import recalibrate_bn, recalibration_targets
 
 from .config import RunConfig
 from .engine import diverged_result, validation_loss_error
@@ -56,17 +56,6 @@ def mean_losses(packed: PackedModel, x: torch.Tensor, y: torch.Tensor) -> list[f
     return [total / len(y) for total in totals]
 
 
-def _recalibrated_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The layers :func:`~normlab.surgery.recalibrate_bn` would recalibrate in ``model``."""
-    return [
-        module
-        for module in model.modules()
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
-        and not isinstance(module, FrozenBatchNorm)
-        and module.running_mean is not None
-    ]
-
-
 def precise_test_accuracies(
     packed: PackedModel, model: torch.nn.Module, dataset: Dataset, batch_size: int, examples: int
 ) -> tuple[list[float], float] | None:
@@ -77,7 +66,7 @@ def precise_test_accuracies(
     slice: each run's layers see exactly the batches they see when the run alone is
     recalibrated (``diagnostics.precise_copy``). None (the caller recalibrates run by run) when
     the packed layers are not one stacked layer per layer of a run's own ``model``."""
-    own, stacked = _recalibrated_layers(model), _recalibrated_layers(packed)
+    own, stacked = recalibration_targets(model), recalibration_targets(packed)
     if not own or len(own) != len(stacked):
         return None
     pairs = zip(own, stacked, strict=True)
