@@ -137,12 +137,20 @@ def compare_cells(cells: list[CellStats], baseline: str) -> list[Comparison]:
                 continue
             seeds = sorted(set(base.test_by_seed) & set(other.test_by_seed))
             diffs = [base.test_by_seed[s] - other.test_by_seed[s] for s in seeds]
-            drafts.append((group, other.label, diffs))
-    adjusted = holm([paired_t_test(d) for _, _, d in drafts])
+            drafts.append((group, baseline, other.label, diffs))
+    return paired_comparisons(drafts)
+
+
+def paired_comparisons(
+    drafts: list[tuple[dict[str, Any], str, str, list[float]]],
+) -> list[Comparison]:
+    """One :class:`Comparison` per (context, baseline, alternative, per-seed differences), the
+    p-values Holm-corrected over all of them (one family)."""
+    adjusted = holm([paired_t_test(d) for *_, d in drafts])
     return [
         Comparison(
             context=group,
-            baseline=baseline,
+            baseline=base,
             alternative=label,
             seeds=len(diffs),
             difference=mean(diffs) if diffs else None,
@@ -151,7 +159,7 @@ def compare_cells(cells: list[CellStats], baseline: str) -> list[Comparison]:
             p_holm=p_adjusted,
             effect_size=cohens_dz(diffs),
         )
-        for (group, label, diffs), p_adjusted in zip(drafts, adjusted, strict=True)
+        for (group, base, label, diffs), p_adjusted in zip(drafts, adjusted, strict=True)
     ]
 
 

@@ -11,39 +11,23 @@ context, percentile-bootstrap CI): *within noise* when it is not significantly b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from statistics import fmean
 from typing import Any
 
 from normlab.errors import NormlabError
 from normlab.norms import norm_entry
 
-from .compare import ALPHA, CellStats
-from .statistics import Interval, bootstrap_ci, holm, paired_t_test
+from .compare import ALPHA, CellStats, Comparison, paired_comparisons
 
 PRECISE_SUFFIX = " + PreciseBN"
 """The name of the baseline recalibrated by PreciseBN, after the baseline's own."""
 
 
-@dataclass(frozen=True)
-class Remedy:
-    """One candidate against the best alternative of a context, paired by seed."""
-
-    context: dict[str, Any]
-    name: str
-    versus: str
-    seeds: int
-    difference: float
-    """Mean over seeds of (candidate - best alternative) test accuracy."""
-    ci: Interval | None
-    p_holm: float | None
-
-    @property
-    def within_noise(self) -> bool:
-        """Not significantly below the best alternative (needs a test: at least 2 seeds)."""
-        if self.p_holm is None:
-            return False
-        return self.difference >= 0 or self.p_holm >= ALPHA
+def within_noise(remedy: Comparison) -> bool:
+    """A candidate (``remedy.baseline``) not significantly below the best alternative
+    (``remedy.alternative``); needs a test: at least 2 seeds."""
+    if remedy.p_holm is None:
+        return False
+    return (remedy.difference or 0.0) >= 0 or remedy.p_holm >= ALPHA
 
 
 def keeps_bn(level: Any) -> bool:
@@ -60,9 +44,11 @@ def best_remedy(
     baseline: str,
     versus: str,
     baseline_gaps: dict[int, dict[str, Any]],
-) -> Remedy | None:
-    """The best candidate of one context (``members``: its cells) against ``versus``: the best
-    within noise, else the closest; None without any candidate or any shared seed."""
+) -> Comparison | None:
+    """The best candidate of one context (``members``: its cells) against ``versus``, as a
+    :class:`~.compare.Comparison` of candidate (``baseline``) minus ``versus``
+    (``alternative``): the best within noise, else the closest; None without any candidate or
+    any shared seed."""
     target = next((c for c in members if c.label == versus), None)
     if target is None:
         return None
@@ -79,20 +65,9 @@ def best_remedy(
     for name, by_seed in candidates.items():
         seeds = sorted(set(by_seed) & set(target.test_by_seed))
         if seeds:
-            drafts.append((name, [by_seed[s] - target.test_by_seed[s] for s in seeds]))
+            diffs = [by_seed[s] - target.test_by_seed[s] for s in seeds]
+            drafts.append((target.context, name, versus, diffs))
     if not drafts:
         return None
-    adjusted = holm([paired_t_test(diffs) for _, diffs in drafts])
-    remedies = [
-        Remedy(
-            context=target.context,
-            name=name,
-            versus=versus,
-            seeds=len(diffs),
-            difference=fmean(diffs),
-            ci=bootstrap_ci(diffs),
-            p_holm=p,
-        )
-        for (name, diffs), p in zip(drafts, adjusted, strict=True)
-    ]
-    return max(remedies, key=lambda r: (r.within_noise, r.difference))
+    remedies = paired_comparisons(drafts)
+    return max(remedies, key=lambda r: (within_noise(r), r.difference))

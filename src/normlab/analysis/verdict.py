@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .compare import ALPHA, CellStats, Comparison, best_alternative
-from .remedies import Remedy, best_remedy, keeps_bn
+from .remedies import best_remedy, keeps_bn, within_noise
 from .statistics import MIN_SEEDS_FOR_CI, Interval
 from .summary import cell_key
 
@@ -92,7 +92,7 @@ def verdict(
     members_of: dict[str, list[CellStats]] = defaultdict(list)
     for cell in cells:
         members_of[cell_key(cell.context)].append(cell)
-    remedies: dict[str, Remedy] = {}
+    remedies: dict[str, Comparison] = {}
     worse, better, tied = [], [], []
     for members in by_context.values():
         best = best_alternative(members)
@@ -190,24 +190,20 @@ def verdict(
     return Verdict(tuple(sentences), recommendation)
 
 
-def _remedy_sentence(remedy: Remedy) -> str:
+def _remedy_sentence(remedy: Comparison) -> str:
+    """``remedy``: the candidate (``baseline``) against the best alternative."""
     numbers = (
-        f"{remedy.name} - {remedy.versus} = {points(remedy.difference)} points, "
-        f"{interval(remedy.ci)}, "
-        + (
-            "no test: fewer than 2 seeds"
-            if remedy.p_holm is None
-            else f"Holm p = {remedy.p_holm:.2g}"
-        )
+        f"{remedy.baseline} - {remedy.alternative} = {points(remedy.difference or 0.0)} points, "
+        f"{interval(remedy.ci)}, {_p(remedy)}"
     )
-    if remedy.within_noise:
+    if within_noise(remedy):
         return (
-            f"The best remedy there that keeps BN, {remedy.name}, is within noise of "
-            f"{remedy.versus} ({numbers})."
+            f"The best remedy there that keeps BN, {remedy.baseline}, is within noise of "
+            f"{remedy.alternative} ({numbers})."
         )
     return (
-        f"No remedy that keeps BN comes within noise of {remedy.versus} there (the closest, "
-        f"{remedy.name}: {numbers})."
+        f"No remedy that keeps BN comes within noise of {remedy.alternative} there (the "
+        f"closest, {remedy.baseline}: {numbers})."
     )
 
 
@@ -218,7 +214,7 @@ def _recommend(
     significant: bool,
     baseline: str,
     axis: str,
-    remedies: dict[str, Remedy],
+    remedies: dict[str, Comparison],
     compare: str,
 ) -> str:
     if not significant:
@@ -231,7 +227,7 @@ def _recommend(
     by_alternative: dict[tuple[str, str | None], list[Comparison]] = defaultdict(list)
     for comparison in _ordered(worse, axis):
         remedy = remedies.get(cell_key(comparison.context))
-        kept = remedy.name if remedy is not None and remedy.within_noise else None
+        kept = remedy.baseline if remedy is not None and within_noise(remedy) else None
         by_alternative[(comparison.alternative, kept)].append(comparison)
     switches = "; ".join(
         f"at {_list_where(members, axis)} use {alternative}"
