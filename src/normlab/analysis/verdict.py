@@ -180,12 +180,12 @@ def verdict(
             f"{baseline} is significantly better than {alternative} at "
             f"{_list_where(found, axis)} ({details})."
         )
-    if not any(c.significant for c in comparisons):
+    significant = any(c.significant for c in comparisons)
+    if not significant:
         sentences.append(
             f"No difference between {baseline} and the other levels of {compare} is significant "
             f"(Holm-corrected over {len(comparisons)} paired comparisons at alpha = {ALPHA})."
         )
-    significant = any(c.significant for c in comparisons)
     recommendation = _recommend(worse, better, tied, significant, baseline, axis, remedies, compare)
     return Verdict(tuple(sentences), recommendation)
 
