@@ -11,7 +11,6 @@ follow. The format is documented in :mod:`normlab.study.spec`.
 from __future__ import annotations
 
 import difflib
-import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from .spec import (
     StudySpec,
     norm_scope,
 )
+from .toml_types import TypeMismatch, coerce_value, describe_type
 
 SECTIONS = ("study", "run", "factors", "lr", "exclude")
 OBSERVATION_KEYS = ("diagnostics", "keep_weights")
@@ -352,9 +352,9 @@ class _Parser:
 
     def coerce(self, value: Any, hint: Any, path: KeyPath) -> Any:
         try:
-            return _coerce(value, hint)
-        except _Mismatch:
-            raise self.fail(path, f"expected {_describe(hint)}, got {value!r}") from None
+            return coerce_value(value, hint)
+        except TypeMismatch:
+            raise self.fail(path, f"expected {describe_type(hint)}, got {value!r}") from None
 
     def field_value(self, name: str, value: Any, path: KeyPath) -> Any:
         """``value`` of run-config field ``name``, type- and range-checked."""
@@ -363,48 +363,6 @@ class _Parser:
         if problem is not None:
             raise self.fail(path, problem)
         return value
-
-
-class _Mismatch(Exception):
-    """A TOML value does not have the type a field needs."""
-
-
-def _coerce(value: Any, hint: Any) -> Any:
-    """``value`` as the type ``hint`` names (int -> float for float fields, list -> tuple)."""
-    if hint is Any:
-        return value
-    if hint in (bool, str) and isinstance(value, hint):
-        return value
-    if hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)  # an int where a float is expected, so 0 and 0.0 hash alike
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is tuple and isinstance(value, list):
-        return tuple(_coerce(item, args[0]) for item in value)
-    if origin is dict and isinstance(value, dict):
-        return dict(value)
-    if origin in (typing.Union, types.UnionType):
-        for arg in args:
-            if arg is not type(None):
-                try:
-                    return _coerce(value, arg)
-                except _Mismatch:
-                    pass
-    raise _Mismatch
-
-
-def _describe(hint: Any) -> str:
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    plurals = {int: "integers", float: "numbers", str: "strings"}
-    if hint in names:
-        return names[hint]
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is tuple:
-        return f"a list of {plurals.get(args[0], 'values')}"
-    if origin is dict:
-        return "a table"
-    return " or ".join(_describe(arg) for arg in args if arg is not type(None))
 
 
 def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
