@@ -24,12 +24,11 @@ else:  # pragma: no cover
 from normlab.commands.bench import bench
 from normlab.commands.diagnose import diagnose
 from normlab.commands.doctor import doctor
+from normlab.commands.export import export
+from normlab.commands.listing import list_
 from normlab.commands.report import report as report_command
 from normlab.commands.report import write_reports
-from normlab.data import DATASETS
 from normlab.errors import NormlabError
-from normlab.models import describe_models
-from normlab.norms import norm_entry, norm_names
 from normlab.report import Table
 from normlab.report.write import terminal_summary
 from normlab.study import (
@@ -44,7 +43,6 @@ from normlab.study import (
 )
 from normlab.study.dryrun import describe_plan, estimate_time
 from normlab.study.executors import check_execution
-from normlab.study.export import FORMATS, export_store
 from normlab.study.plan import check_study
 from normlab.study.work import PACK_MODES, Execution
 from normlab.train import RunResult
@@ -222,45 +220,6 @@ def study(spec_file: str, dry_run: bool, **execution: Any) -> None:
     _plan_or_run(load_spec(spec_file), dry_run, **execution)
 
 
-@cli.command(name="list")
-@click.argument("what", type=click.Choice(["norms", "models", "datasets"]))
-def list_(what: str) -> None:
-    """List the available norms, models or datasets, one per line."""
-    if what == "norms":
-        for name in norm_names():
-            click.echo(f"{name:<12} {norm_entry(name).citation}")
-    elif what == "models":
-        click.echo(f"{'name':<16} {'input':<8} {'params (bn, 10 classes)':>24}  description")
-        for name, input_shape, parameters, description in describe_models():
-            click.echo(f"{name:<16} {input_shape:<8} {parameters:>24,}  {description}")
-    else:
-        for name, (_, description) in DATASETS.items():
-            click.echo(f"{name:<16} {description}")
-
-
-@cli.command()
-@click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
-@click.option(
-    "--format",
-    "format_",
-    type=click.Choice(FORMATS),
-    default="csv",
-    show_default=True,
-    help="csv (standard library) or parquet (needs pyarrow: pip install 'normlab[parquet]').",
-)
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="File for the runs table (default: DIR/runs.FORMAT); the per-epoch table goes beside "
-    "it as NAME_epochs.FORMAT.",
-)
-def export(out_dir: str, format_: str, output: str | None) -> None:
-    """Export DIR's store: one row per run (config columns, metrics) and one per run and epoch."""
-    for path, rows in export_store(Path(out_dir), format_, output):
-        click.echo(f"wrote {path} ({rows} rows)")
-
-
 def _run_and_report(
     spec: StudySpec,
     out_dir: str,
@@ -367,6 +326,8 @@ def _rich_table(table: Table) -> RichTable:
 
 
 cli.add_command(bench)
+cli.add_command(export)
+cli.add_command(list_)
 cli.add_command(diagnose)
 cli.add_command(doctor)
 cli.add_command(report_command)
