@@ -312,6 +312,35 @@ def test_recalibrate_restores_other_state_and_skips_frozen() -> None:
     torch.testing.assert_close(model[2].running_var, evonorm_var)
 
 
+def test_recalibrate_brn_normalizes_by_batch_statistics() -> None:
+    """brn past its warm-up gets the statistics its BN twin gets: during the pass r and d are
+    off, so each layer's statistics are measured with its predecessors normalizing by batch
+    statistics, not by the running statistics being replaced. The flag is restored."""
+    options = {"warmup_steps": 0, "relax_steps": 0, "d_relax_steps": 0}
+
+    def network(norm: str) -> nn.Sequential:
+        torch.manual_seed(0)
+        extra = options if norm == "brn" else {}
+        layers = [nn.Conv2d(2, 4, 3, padding=1), make_norm(norm, 4, **extra), nn.ReLU()]
+        layers += [nn.Conv2d(4, 4, 3), make_norm(norm, 4, **extra)]
+        return nn.Sequential(*layers).double()
+
+    renorm, twin = network("brn"), network("bn")
+    with torch.no_grad():
+        for layer in (renorm[1], renorm[4]):
+            layer.running_mean.fill_(2.0)  # stale: r and d far from 1 and 0
+            layer.running_var.fill_(0.2)
+    batches = [torch.randn(4, 2, 5, 5, dtype=torch.float64) * 2.0 + 1.0 for _ in range(3)]
+    recalibrate_bn(renorm, batches)
+    recalibrate_bn(twin, batches)
+    for ours, reference in ((renorm[1], twin[1]), (renorm[4], twin[4])):
+        torch.testing.assert_close(
+            ours.running_mean, reference.running_mean, atol=TOLERANCE, rtol=0
+        )
+        torch.testing.assert_close(ours.running_var, reference.running_var, atol=TOLERANCE, rtol=0)
+        assert ours.renormalize
+
+
 def test_recalibrate_without_batches_is_refused_and_changes_nothing() -> None:
     model = Small()
     before = model.bn2d.running_var.clone()

@@ -33,7 +33,13 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from normlab.norm_tail import NormWithTail, batch_norm_tail, describe_tail
-from normlab.norms import FrozenBatchNorm, NormlabError, make_norm, norm_entry
+from normlab.norms import (
+    FrozenBatchNorm,
+    NormlabError,
+    make_norm,
+    norm_entry,
+    set_renormalization,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -300,7 +306,8 @@ def recalibrate_bn(
     exact mean and variance of each BN's input over the data passed. The model is frozen for the
     pass: no gradients, every module in eval mode (dropout off) except the BN layers, which run
     in training mode so that each normalizes with batch statistics, as during training, and so
-    that later layers see the inputs they saw in training. Each BN then gets
+    that later layers see the inputs they saw in training (``brn`` without its r, d corrections,
+    which would normalize by the running statistics being replaced). Each BN then gets
 
     - ``running_mean`` = the mean of its input over all batches (weighted by batch size), and
     - ``running_var`` = the *population* (biased, divide by M) variance over all M values per
@@ -326,6 +333,8 @@ def recalibrate_bn(
     training_flags = {module: module.training for module in model.modules()}
     momenta = {module: module.momentum for module in targets}
     saved_buffers = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
+    # brn: r and d would normalize by the very running statistics being replaced.
+    renormalization = set_renormalization(model, False)
     device = next((p.device for p in model.parameters()), None)
     hooks = []
     seen = 0
@@ -354,6 +363,8 @@ def recalibrate_bn(
                 buffer.copy_(value)
         for module, momentum in momenta.items():
             module.momentum = momentum
+        for layer, enabled in renormalization.items():
+            layer.renormalize = enabled
         for module, flag in training_flags.items():
             module.training = flag
     if seen == 0:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normlab.norms import BatchRenorm, NormlabError, make_norm
+from normlab.norms import BatchRenorm, NormlabError, make_norm, set_renormalization
 
 # float64; same formulas evaluated in NumPy and torch: rounding only (~1e-15 relative).
 TOLERANCE = 1e-10
@@ -135,6 +137,30 @@ def test_eval_is_bn_with_running_statistics() -> None:
     x = torch.randn(4, 3, 2, 2, dtype=torch.float64)
     torch.testing.assert_close(brn.eval()(x), bn.eval()(x), atol=TOLERANCE, rtol=0)
     assert isinstance(brn, _BatchNorm)
+
+
+def _past_warmup_with_stale_statistics() -> BatchRenorm:
+    """A brn whose r and d are both active and far from 1 and 0 (momentum 0: they stay so)."""
+    options = {"warmup_steps": 0, "relax_steps": 0, "d_relax_steps": 0, "momentum": 0.0}
+    layer = _with_affine(BatchRenorm(3, **options).double())
+    with torch.no_grad():
+        layer.running_mean.fill_(4.0)
+        layer.running_var.fill_(0.25)
+    return layer
+
+
+def test_renormalization_off_is_bn_in_training() -> None:
+    """Off, the training output is BN's with batch statistics, whatever the running ones."""
+    layer = _past_warmup_with_stale_statistics()
+    x = torch.randn(6, 3, 4, 4, dtype=torch.float64) * 2.0 + 1.0
+    bn = F.batch_norm(x, None, None, layer.weight, layer.bias, True, 0.0, layer.eps)
+    corrected = layer(x)
+    assert (corrected - bn).abs().max() > 1.0  # the setup exercises r and d
+    assert set_renormalization(layer, False) == {layer: True}
+    torch.testing.assert_close(layer(x), bn, atol=TOLERANCE, rtol=0)
+    assert set_renormalization(nn.Sequential(layer), True) == {layer: False}
+    torch.testing.assert_close(layer(x), corrected, atol=TOLERANCE, rtol=0)
+    assert set_renormalization(nn.ReLU(), False) == {}
 
 
 @pytest.mark.parametrize(

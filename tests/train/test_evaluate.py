@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from normlab.norms import make_norm
 from normlab.train.evaluate import accuracy, chunks
 
 
@@ -36,3 +37,32 @@ def test_batch_statistics_differ_from_running_statistics():
     y = model.eval()(x).argmax(1)  # labels = the running-statistics predictions
     assert accuracy(model, x, y, statistics="running") == 1.0
     assert accuracy(model, x, y, statistics="batch", batch_size=8) < 1.0
+
+
+def _renorm_and_bn_twins() -> tuple[nn.Module, nn.Module]:
+    """The same conv -> norm -> head with a brn past its warm-up whose running statistics are
+    far from the data (so r and d are active), and with a BN holding the same tensors."""
+    torch.manual_seed(0)
+    options = {"warmup_steps": 0, "relax_steps": 0, "d_relax_steps": 0}
+    renorm = nn.Sequential(
+        nn.Conv2d(1, 4, 3), make_norm("brn", 4, **options), nn.Flatten(), nn.Linear(64, 3)
+    )
+    with torch.no_grad():
+        renorm[1].running_mean.fill_(3.0)
+        renorm[1].running_var.fill_(0.1)
+    twin = nn.Sequential(nn.Conv2d(1, 4, 3), make_norm("bn", 4), nn.Flatten(), nn.Linear(64, 3))
+    twin.load_state_dict(renorm.state_dict(), strict=False)  # all but brn's step counter
+    return renorm.double(), twin.double()
+
+
+def test_batch_statistics_of_brn_are_plain_batch_statistics():
+    """r and d would normalize by the running statistics; batch mode means the batch's own."""
+    renorm, bn = _renorm_and_bn_twins()
+    x = torch.randn(24, 1, 6, 6, dtype=torch.float64) * 2 + 1
+    y = bn.train()(x[:8]).argmax(1).repeat(3)  # labels = BN's batch-statistics predictions...
+    x = x[:8].repeat(3, 1, 1, 1)  # ...on three copies of one batch of 8
+    assert accuracy(bn, x, y, statistics="batch", batch_size=8) == 1.0
+    assert accuracy(renorm, x, y, statistics="batch", batch_size=8) == 1.0
+    assert renorm[1].renormalize  # the model itself keeps its corrections
+    corrected = renorm.train()(x[:8]).argmax(1)
+    assert not torch.equal(corrected, y[:8])  # with them, the predictions differ

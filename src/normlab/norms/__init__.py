@@ -36,7 +36,7 @@ from .registry import (
     register,
     uses_batch_statistics,
 )
-from .renorm import BatchRenorm, batch_renorm
+from .renorm import BatchRenorm, batch_renorm, set_renormalization
 from .response import FilterResponseNorm, filter_response_norm
 from .weight_std import CenteredConv2d, WSConv2d, centralize_weight, standardize_weight
 
@@ -254,6 +254,7 @@ __all__ = [
     "pack_norm",
     "packing_problem",
     "register",
+    "set_renormalization",
     "stack_layers",
     "standardize_weight",
     "unstack_into",

@@ -15,6 +15,14 @@ averages the standard deviation, not the variance; the layer keeps BN's ``runnin
 with ``sigma = sqrt(running_var + eps)`` so that BN's inference path, ``swap_norm`` and
 ``recalibrate_bn`` work unchanged.
 
+With r and d unclipped, the training output is exactly ``(x - mu) / sigma``: normalization by
+the running statistics. So a training-mode pass that is meant to normalize by batch statistics
+(PreciseBN's, which replaces mu and sigma, and evaluation with batch statistics) turns the
+corrections off (:func:`set_renormalization`); otherwise every layer's recalibrated statistics
+are measured under its predecessors' old ones. Measured on ``shapes`` at batch 4 (3 seeds), the
+recalibrated accuracy was 5.5 points below the EMA one with the corrections on and 3.2 above it
+with them off.
+
 Schedule (paper, Sec. 4): r_max = 1 and d_max = 0 (plain BN) for the first ``warmup_steps``
 training steps, then relaxed linearly to ``r_max`` over ``relax_steps`` and to ``d_max`` over
 ``d_relax_steps`` steps (paper: warm-up 5k steps, r_max = 3 reached at 40k, d_max = 5 at 25k;
@@ -26,6 +34,7 @@ PyTorch BN's 0.1 so that ``brn`` and ``bn`` differ only by the method.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .batch import BatchNorm, check_batch_size
 from .errors import NormlabError
@@ -75,6 +84,9 @@ class BatchRenorm(BatchNorm):
         self.relax_steps = _check_steps("relax_steps", relax_steps)
         self.d_relax_steps = _check_steps("d_relax_steps", d_relax_steps)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.renormalize = True
+        """Apply r and d in training mode; False normalizes by batch statistics alone (plain
+        BN's training output), for passes that stand in for batch statistics."""
 
     def clip_bounds(self, step: int | None = None) -> tuple[float, float]:
         """The (r_max, d_max) in force at ``step`` (default: the current step)."""
@@ -95,7 +107,7 @@ class BatchRenorm(BatchNorm):
         shape = [1, -1] + [1] * (x.dim() - 2)
         variance, mean = torch.var_mean(x, dim=dims, correction=0)
         batch_std = torch.sqrt(variance + self.eps)
-        r_bound, d_bound = self.clip_bounds()
+        r_bound, d_bound = self.clip_bounds() if self.renormalize else (1.0, 0.0)
         with torch.no_grad():
             running_mean = self.running_mean.to(x.dtype)
             running_std = torch.sqrt(self.running_var.to(x.dtype) + self.eps)
@@ -120,6 +132,17 @@ class BatchRenorm(BatchNorm):
             f"d_max={self.d_max}, warmup_steps={self.warmup_steps}, "
             f"relax_steps={self.relax_steps}, d_relax_steps={self.d_relax_steps}"
         )
+
+
+def set_renormalization(model: nn.Module, enabled: bool) -> dict[BatchRenorm, bool]:
+    """Turn the r, d corrections of every :class:`BatchRenorm` in ``model`` on or off (see the
+    module docstring); returns each layer's previous setting, to restore."""
+    previous = {}
+    for layer in model.modules():
+        if isinstance(layer, BatchRenorm):
+            previous[layer] = layer.renormalize
+            layer.renormalize = enabled
+    return previous
 
 
 def batch_renorm(num_channels: int, **options: object) -> BatchRenorm:
