@@ -5,12 +5,14 @@
 
 Every 3x3 and 1x1 convolution of the default ResNet on digits (depth 8, widths 16/32/64, 8x8
 inputs), packed K times along the channel axis as the packed engine builds it (``groups=K``),
-forward and backward (input, weight and bias gradients) on random data, 1 thread, best of 5
+forward and backward (input, weight and bias gradients; the stem's input gets none, as in
+the engine) on random data, 1 thread, best of 5
 rounds of 20 after 10 untimed calls, with the engine's allocator settings. Each variant is first
-checked against ``F.conv2d`` (outputs and all three gradients within 1e-3 absolute).
+checked against ``F.conv2d`` (outputs and gradients: ``assert_close``, atol 1e-3, rtol 1e-4).
 
 - ``grouped``: ``F.conv2d(..., groups=K)``, oneDNN's grouped convolution (what the engine uses).
-- ``native``: the same call with oneDNN disabled (PyTorch's own convolution, group by group).
+- ``native``: the same call with oneDNN disabled for forward and backward (PyTorch's own
+  convolution).
 - ``unfold_bmm``: im2col by ``F.unfold``, the K runs as the batch of one ``baddbmm``, autograd.
 - ``im2col_last``: im2col in a runs-first, channel-last order (one strided copy), a ``baddbmm``
   whose output's last dimension is the output channels, and a hand-written backward that writes
@@ -26,6 +28,7 @@ fastest two thirds of the calls of each primitive, per pass over the layers).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -51,7 +54,6 @@ LAYERS = [
     (64, 64, 2, 1, 3),
     (32, 64, 4, 2, 1),
 ]
-VARIANTS = "grouped,native,unfold_bmm,im2col_last,hybrid"
 
 
 def grouped(
@@ -63,8 +65,7 @@ def grouped(
 def native(
     x: Tensor, weight: Tensor, bias: Tensor, stride: int, padding: int, count: int
 ) -> Tensor:
-    with torch.backends.mkldnn.flags(enabled=False):
-        return F.conv2d(x, weight, bias, stride, padding, 1, count)
+    return F.conv2d(x, weight, bias, stride, padding, 1, count)  # run under ONEDNN_OFF
 
 
 def unfold_bmm(
@@ -133,7 +134,7 @@ class _Im2colLast(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_columns = torch.bmm(grad, weight.view(count, out_channels, -1))
             taps = grad_columns.view(count, batch, out_h, out_w, in_channels, kernel, kernel)
-            padded = torch.zeros(
+            padded = grad_columns.new_zeros(
                 batch, count, in_channels, height + 2 * padding, width + 2 * padding
             )
             for row in range(kernel):
@@ -188,36 +189,63 @@ def hybrid(
     return _Hybrid.apply(x, weight, bias, stride, padding, count)
 
 
-def time_layer(convolution: Callable, layer: tuple, count: int, batch_size: int) -> tuple:
-    """Best (forward, backward) seconds per call of ``convolution`` on one packed layer."""
+Layer = tuple[int, int, int, int, int]
+"""(input channels, output channels, input size, stride, kernel)."""
+
+
+def _without_onednn() -> contextlib.AbstractContextManager:
+    return torch.backends.mkldnn.flags(enabled=False)
+
+
+VARIANTS: dict[
+    str, tuple[Callable[..., Tensor], Callable[[], contextlib.AbstractContextManager]]
+] = {
+    "grouped": (grouped, contextlib.nullcontext),
+    "native": (native, _without_onednn),  # forward and backward both without oneDNN
+    "unfold_bmm": (unfold_bmm, contextlib.nullcontext),
+    "im2col_last": (im2col_last, contextlib.nullcontext),
+    "hybrid": (hybrid, contextlib.nullcontext),
+}
+
+
+def time_layer(variant: str, layer: Layer, count: int, batch_size: int) -> tuple[float, float]:
+    """Best (forward, backward) seconds per call of ``variant`` on one packed layer."""
+    convolution, context = VARIANTS[variant]
     in_channels, out_channels, size, stride, kernel = layer
     torch.manual_seed(0)
-    x = torch.randn(batch_size, count * in_channels, size, size, requires_grad=True)
+    # The stem's input is the data: the engine computes no gradient for it.
+    shape = (batch_size, count * in_channels, size, size)
+    x = torch.randn(shape, requires_grad=in_channels > 1)
     weight = torch.randn(count * out_channels, in_channels, kernel, kernel, requires_grad=True)
     bias = torch.randn(count * out_channels, requires_grad=True)
     arguments = (x, weight, bias, stride, kernel // 2, count)
-    grad_out = torch.randn_like(grouped(*arguments))
-    expected = torch.autograd.grad(grouped(*arguments), [x, weight, bias], grad_out)
-    got = torch.autograd.grad(convolution(*arguments), [x, weight, bias], grad_out)
-    for reference, value in zip(expected, got, strict=True):
-        torch.testing.assert_close(value, reference, atol=1e-3, rtol=1e-4)
+    inputs = [tensor for tensor in (x, weight, bias) if tensor.requires_grad]
+    reference = grouped(*arguments)
+    grad_out = torch.randn_like(reference)
+    expected = [reference, *torch.autograd.grad(reference, inputs, grad_out)]
+    with context():
+        out = convolution(*arguments)
+        got = [out, *torch.autograd.grad(out, inputs, grad_out)]
+    for value, wanted in zip(got, expected, strict=True):
+        torch.testing.assert_close(value, wanted, atol=1e-3, rtol=1e-4)
 
     def call() -> tuple[float, float]:
         x.grad = weight.grad = bias.grad = None  # as the engine's zero_grad: no accumulation
-        started = time.perf_counter()
-        out = convolution(*arguments)
-        forward = time.perf_counter()
-        out.backward(grad_out)
-        return forward - started, time.perf_counter() - forward
+        with context():
+            started = time.perf_counter()
+            out = convolution(*arguments)
+            forward = time.perf_counter()
+            out.backward(grad_out)
+            return forward - started, time.perf_counter() - forward
 
     for _ in range(10):
         call()
-    best = (float("inf"), float("inf"))
+    best_forward = best_backward = float("inf")
     for _ in range(5):
         rounds = [call() for _ in range(20)]
-        mean = tuple(sum(values) / len(rounds) for values in zip(*rounds, strict=True))
-        best = tuple(min(a, b) for a, b in zip(best, mean, strict=True))
-    return best
+        best_forward = min(best_forward, sum(forward for forward, _ in rounds) / len(rounds))
+        best_backward = min(best_backward, sum(backward for _, backward in rounds) / len(rounds))
+    return best_forward, best_backward
 
 
 def onednn_split(count: int, batch_size: int) -> None:
@@ -227,11 +255,14 @@ def onednn_split(count: int, batch_size: int) -> None:
         "import torch, torch.nn.functional as F\n"
         "from normlab.train.allocator import keep_freed_memory\n"
         "torch.set_num_threads(1); keep_freed_memory()\n"
-        f"for cin, cout, size, stride, k in {LAYERS!r}:\n"
-        f"    x = torch.randn({batch_size}, {count} * cin, size, size, requires_grad=cin > 1)\n"
-        f"    w = torch.randn({count} * cout, cin, k, k, requires_grad=True)\n"
+        f"for in_channels, out_channels, size, stride, kernel in {LAYERS!r}:\n"
+        f"    shape = ({batch_size}, {count} * in_channels, size, size)\n"
+        "    x = torch.randn(shape, requires_grad=in_channels > 1)\n"
+        f"    weight = torch.randn({count} * out_channels, in_channels, kernel, kernel)\n"
+        "    weight.requires_grad_()\n"
         f"    for _ in range({passes}):\n"
-        f"        F.conv2d(x, w, None, stride, k // 2, 1, {count}).sum().backward()\n"
+        f"        out = F.conv2d(x, weight, None, stride, kernel // 2, 1, {count})\n"
+        "        out.sum().backward()\n"
     )
     environment = dict(os.environ, ONEDNN_VERBOSE="1")
     output = subprocess.run(
@@ -242,8 +273,9 @@ def onednn_split(count: int, batch_size: int) -> None:
         fields = line.split(",")
         if not line.startswith("onednn_verbose") or "exec" not in fields:
             continue
-        kind = "reorder" if "reorder" in fields else "convolution"
-        calls[(kind, fields[-2])].append(float(fields[-1]))
+        for kind in ("convolution", "reorder"):  # other primitives, if any, are left out
+            if kind in fields:
+                calls[(kind, fields[-2])].append(float(fields[-1]))
     totals: dict[str, float] = defaultdict(float)
     for (kind, _), times in calls.items():
         fastest = sorted(times)[: max(1, len(times) * 2 // 3)]
@@ -258,12 +290,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pack-size", type=int, default=25)
     parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--variants", default=VARIANTS)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
     parser.add_argument("--onednn-split", action="store_true")
     args = parser.parse_args()
+    variants = args.variants.split(",")
+    unknown = [name for name in variants if name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     torch.set_num_threads(1)
     keep_freed_memory()
-    variants = args.variants.split(",")
     print(f"K={args.pack_size}, batch {args.batch_size}, 1 thread; forward + backward, ms per call")
     print("| layer | " + " | ".join(variants) + " |")
     print("|---" * (len(variants) + 1) + "|")
@@ -271,13 +306,13 @@ def main() -> None:
     for layer in LAYERS:
         cells = []
         for name in variants:
-            forward, backward = time_layer(globals()[name], layer, args.pack_size, args.batch_size)
+            forward, backward = time_layer(name, layer, args.pack_size, args.batch_size)
             totals[name] += forward + backward
             cells.append(f"{forward * 1e3:.2f} + {backward * 1e3:.2f}")
         in_channels, out_channels, size, stride, kernel = layer
         label = f"{in_channels}->{out_channels} {kernel}x{kernel}/{stride} on {size}x{size}"
         print(f"| {label} | " + " | ".join(cells) + " |")
-    print("| all layers | " + " | ".join(f"{totals[n] * 1e3:.2f}" for n in variants) + " |")
+    print("| all layers | " + " | ".join(f"{totals[name] * 1e3:.2f}" for name in variants) + " |")
     if args.onednn_split:
         onednn_split(args.pack_size, args.batch_size)
 

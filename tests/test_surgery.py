@@ -341,6 +341,21 @@ def test_recalibrate_brn_normalizes_by_batch_statistics() -> None:
         assert ours.renormalize
 
 
+def test_recalibrate_restores_everything_when_the_batches_fail() -> None:
+    model = nn.Sequential(nn.Conv2d(2, 3, 1), make_norm("brn", 3)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def batches():
+        yield torch.randn(4, 2, 3, 3)
+        raise RuntimeError("the data loader failed")
+
+    with pytest.raises(RuntimeError, match="data loader"):
+        recalibrate_bn(model, batches())
+    assert model[1].renormalize and model.training and model[1].momentum == 0.1
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key])
+
+
 def test_recalibrate_without_batches_is_refused_and_changes_nothing() -> None:
     model = Small()
     before = model.bn2d.running_var.clone()

@@ -333,12 +333,13 @@ def recalibrate_bn(
     training_flags = {module: module.training for module in model.modules()}
     momenta = {module: module.momentum for module in targets}
     saved_buffers = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
-    # brn: r and d would normalize by the very running statistics being replaced.
-    renormalization = set_renormalization(model, False)
+    renormalization: dict = {}
     device = next((p.device for p in model.parameters()), None)
     hooks = []
     seen = 0
     try:
+        # brn: r and d would normalize by the very running statistics being replaced.
+        renormalization = set_renormalization(model, False)
         model.eval()
         for module in targets:
             module.train()

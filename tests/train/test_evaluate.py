@@ -1,5 +1,7 @@
 """Evaluation with running vs batch statistics."""
 
+import copy
+
 import torch
 from torch import nn
 
@@ -39,30 +41,20 @@ def test_batch_statistics_differ_from_running_statistics():
     assert accuracy(model, x, y, statistics="batch", batch_size=8) < 1.0
 
 
-def _renorm_and_bn_twins() -> tuple[nn.Module, nn.Module]:
-    """The same conv -> norm -> head with a brn past its warm-up whose running statistics are
-    far from the data (so r and d are active), and with a BN holding the same tensors."""
+def test_batch_statistics_of_brn_are_its_training_transform():
+    """Batch mode is the forward the network trained with: for brn past its warm-up that
+    includes r and d (unlike PreciseBN's pass, which turns them off), so it is not BN's."""
     torch.manual_seed(0)
-    options = {"warmup_steps": 0, "relax_steps": 0, "d_relax_steps": 0}
+    options = {"warmup_steps": 0, "relax_steps": 0, "d_relax_steps": 0, "momentum": 0.0}
     renorm = nn.Sequential(
         nn.Conv2d(1, 4, 3), make_norm("brn", 4, **options), nn.Flatten(), nn.Linear(64, 3)
-    )
+    ).double()
     with torch.no_grad():
-        renorm[1].running_mean.fill_(3.0)
+        renorm[1].running_mean.fill_(3.0)  # stale statistics: r and d far from 1 and 0
         renorm[1].running_var.fill_(0.1)
-    twin = nn.Sequential(nn.Conv2d(1, 4, 3), make_norm("bn", 4), nn.Flatten(), nn.Linear(64, 3))
-    twin.load_state_dict(renorm.state_dict(), strict=False)  # all but brn's step counter
-    return renorm.double(), twin.double()
-
-
-def test_batch_statistics_of_brn_are_plain_batch_statistics():
-    """r and d would normalize by the running statistics; batch mode means the batch's own."""
-    renorm, bn = _renorm_and_bn_twins()
-    x = torch.randn(24, 1, 6, 6, dtype=torch.float64) * 2 + 1
-    y = bn.train()(x[:8]).argmax(1).repeat(3)  # labels = BN's batch-statistics predictions...
-    x = x[:8].repeat(3, 1, 1, 1)  # ...on three copies of one batch of 8
-    assert accuracy(bn, x, y, statistics="batch", batch_size=8) == 1.0
-    assert accuracy(renorm, x, y, statistics="batch", batch_size=8) == 1.0
-    assert renorm[1].renormalize  # the model itself keeps its corrections
-    corrected = renorm.train()(x[:8]).argmax(1)
-    assert not torch.equal(corrected, y[:8])  # with them, the predictions differ
+    x = torch.randn(8, 1, 6, 6, dtype=torch.float64) * 2 + 1
+    as_trained = copy.deepcopy(renorm).train()(x).argmax(1)
+    assert accuracy(renorm, x, as_trained, statistics="batch", batch_size=8) == 1.0
+    plain = copy.deepcopy(renorm).train()
+    plain[1].renormalize = False
+    assert not torch.equal(plain(x).argmax(1), as_trained)  # the setup exercises r and d

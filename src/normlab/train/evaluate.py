@@ -14,8 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.norms import set_renormalization
-
 STATISTICS_MODES = ("running", "batch")
 
 
@@ -34,11 +32,9 @@ def chunks(num_examples: int, batch_size: int) -> list[tuple[int, int]]:
 
 
 def batch_statistics_view(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose norms use batch statistics and whose dropout is off (``brn``
-    without its r, d corrections, which would normalize by the running statistics)."""
+    """A copy of ``model`` whose norms use batch statistics and whose dropout is off."""
     view = copy.deepcopy(model)
     view.train()
-    set_renormalization(view, False)
     for module in view.modules():
         if isinstance(module, nn.modules.dropout._DropoutNd):
             module.eval()

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from normlab.data import Dataset
-from normlab.norms import norm_entry, set_renormalization
+from normlab.norms import norm_entry
 from normlab.surgery import recalibrate_bn, recalibration_targets
 
 from .config import RunConfig
@@ -87,10 +87,9 @@ def precise_test_accuracies(
 
 def _batch_statistics_view(packed: PackedModel) -> PackedModel:
     """``evaluate.batch_statistics_view`` for a packed model: norms in training mode on a copy
-    (no running statistic of ``packed`` moves), dropout off, ``brn`` without r and d."""
+    (no running statistic of ``packed`` moves), dropout off."""
     view = copy.deepcopy(packed)
     view.train()
-    set_renormalization(view, False)
     for module in view.modules():
         if isinstance(module, PackedDropout):
             module.eval()
