@@ -113,13 +113,19 @@ def test_packed_gradient_norms_are_each_runs_own(tiny_config, tiny_data):
     assert norms == pytest.approx([global_gradient_norm(m) for m in models], rel=1e-9)
 
 
+# brn past its warm-up: the pass switches r and d off in the stacked layer as in the run alone.
+@pytest.mark.parametrize(
+    "norm, options",
+    [("bn", {}), ("brn", {"warmup_steps": 2, "relax_steps": 4, "d_relax_steps": 4})],
+)
 def test_packed_precise_bn_pass_gives_each_run_its_own_recalibrated_accuracy(
-    tiny_config, tiny_data
+    tiny_config, tiny_data, norm, options
 ):
     from normlab.diagnostics import precise_copy
     from normlab.train import accuracy
 
-    configs = [tiny_config.replace(seed=seed, batch_size=4) for seed in (0, 1, 2)]
+    base = tiny_config.replace(norm=norm, norm_options=options, batch_size=4)
+    configs = [base.replace(seed=seed) for seed in (0, 1, 2)]
     seen: dict = {}
     models: dict = {}
 
@@ -136,7 +142,7 @@ def test_packed_precise_bn_pass_gives_each_run_its_own_recalibrated_accuracy(
         assert abs(trace.precise_test_acc - alone) <= 1 / len(tiny_data.y_test)
         assert trace.precise_examples == 64 and trace.precise_seconds > 0
     # A norm without running statistics has nothing to recalibrate: no pass, no value.
-    gn = [config.replace(norm="gn") for config in configs]
+    gn = [config.replace(norm="gn", norm_options={}) for config in configs]
     seen.clear()
     train_packed(gn, tiny_data, after_training=recorder(seen), precise_examples=64)
     assert all(trace.precise_test_acc is None for trace in seen.values())
