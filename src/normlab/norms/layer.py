@@ -35,10 +35,15 @@ class ChannelLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # F.layer_norm normalizes trailing dims, so move channels last and back (channels-last
-        # is exactly Keras's layout for this layer).
+        # is exactly Keras's layout for this layer). The result is copied back to NCHW order:
+        # left channels-last, it reaches the next convolution in that memory format, and
+        # torch 2.13's oneDNN backward of a strided 1x1 convolution over channels-last input
+        # with fewer input channels than its vector width (8 floats on AVX2, 16 on AVX-512)
+        # writes past its gradient buffer (heap corruption: an abort, or silently altered
+        # tensors elsewhere). See docs/BENCHMARKS.md, "A oneDNN heap overflow".
         moved = x.movedim(1, -1)
         out = F.layer_norm(moved, (self.num_channels,), self.weight, self.bias, self.eps)
-        return out.movedim(-1, 1)
+        return out.movedim(-1, 1).contiguous()
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, eps={self.eps}, affine={self.affine}"
