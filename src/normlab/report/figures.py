@@ -22,6 +22,7 @@ matplotlib.use("Agg")  # no display, no GUI toolkit: figures are files
 import matplotlib.pyplot as plt  # noqa: E402
 
 from normlab.analysis.compare import CellStats  # noqa: E402
+from normlab.analysis.summary import cell_key, full_cell  # noqa: E402
 
 DPI = 110
 STYLE = {
@@ -116,27 +117,48 @@ def learning_curves(
         return Figure(name, title, "", missing="per-epoch curves (table epochs) are empty")
     sizes = sorted({c.summary.cell.get("batch_size") for c in cells} - {None})
     panels = [sizes[0], sizes[-1]] if len(sizes) > 1 else sizes or [None]
-    runs_by_cell: dict[tuple[str, Any, float], list[str]] = defaultdict(list)
+    # Cells are matched by their canonical key (sorted JSON of the full cell): the store's cell
+    # and the summary's cell hold the same levels in different key orders, so str(dict) never
+    # matched and the figure came out empty.
+    runs_by_cell: dict[tuple[str, float], list[str]] = defaultdict(list)
     for record in records:
-        key = (str(record["cell"]), record["config"].get("batch_size"), record["config"]["lr"])
-        runs_by_cell[key].append(record["run_id"])
+        runs_by_cell[(cell_key(full_cell(record)), record["config"]["lr"])].append(record["run_id"])
+    lines: dict[Any, list[tuple[str, list[float]]]] = {size: [] for size in panels}
+    for size in panels:
+        for cell in cells:
+            if cell.summary.cell.get("batch_size") != size:
+                continue
+            key = (cell_key(cell.summary.cell), cell.summary.selected_lr)
+            series = [curves.get(run_id, []) for run_id in runs_by_cell.get(key, [])]
+            series = [s for s in series if s]
+            if series:
+                length = min(len(s) for s in series)
+                mean = [statistics.fmean(s[i]["val_acc"] for s in series) for i in range(length)]
+                lines[size].append((cell.label, mean))
+    if not any(lines.values()):
+        return Figure(
+            name, title, "", missing="no run at a cell's selected lr has per-epoch curves"
+        )
     with plt.rc_context(STYLE):
         figure, axes = plt.subplots(1, len(panels), sharey=True, squeeze=False)
         colours = _colours(_labels(cells))
         for axis, size in zip(axes[0], panels, strict=True):
-            for cell in cells:
-                if cell.summary.cell.get("batch_size") != size:
-                    continue
-                key = (str(cell.summary.cell), size, cell.summary.selected_lr)
-                series = [curves.get(run_id, []) for run_id in runs_by_cell.get(key, [])]
-                series = [s for s in series if s]
-                if not series:
-                    continue
-                length = min(len(s) for s in series)
-                mean = [statistics.fmean(s[i]["val_acc"] for s in series) for i in range(length)]
-                axis.plot(range(1, length + 1), mean, color=colours[cell.label], label=cell.label)
+            for label, mean in lines[size]:
+                # Markers: a one-epoch study has one point per cell, which a bare line hides.
+                epochs = range(1, len(mean) + 1)
+                axis.plot(epochs, mean, "o-", markersize=3, color=colours[label], label=label)
+            if not lines[size]:
+                axis.text(
+                    0.5,
+                    0.5,
+                    "no curves at this batch size",
+                    ha="center",
+                    va="center",
+                    transform=axis.transAxes,
+                )
             axis.set_title(f"batch size {size}" if size is not None else "")
             axis.set_xlabel("epoch")
+            axis.xaxis.get_major_locator().set_params(integer=True)
         axes[0][0].set_ylabel("validation accuracy")
         if axes[0][0].get_legend_handles_labels()[0]:
             axes[0][0].legend(fontsize=7)
