@@ -55,3 +55,83 @@ def test_learning_curves_without_curves_at_the_selected_lr_say_why():
     }
     figure = figures.learning_curves(cells, records, curves)
     assert figure.png is None and "selected lr" in figure.missing
+
+
+NORMS = ("bn", "none", "ln", "gn")
+SIZES = (2, 4, 8, 16, 32, 128)
+
+
+def default_shaped_input(stability_record):
+    """Report input shaped like the default study (4 norms x 6 batch sizes x 3 lrs x 2 seeds),
+    with ``stability_record(record)`` as each run's stability diagnostic."""
+    records = study_records(
+        {(norm, size): 0.9 + 0.01 * i for i, norm in enumerate(NORMS) for size in SIZES}, seeds=2
+    )
+    for record in records:
+        record["cell"] = dict(sorted(record["cell"].items()))  # as the store keeps it
+    diagnostics = {r["run_id"]: {"stability": stability_record(r)} for r in records}
+    return records, diagnostics
+
+
+def instability_record(record):
+    unstable = record["config"]["lr"] == 0.1 and record["config"]["norm"] == "none"
+    return {"instability": 0.3 if unstable else 0.0, "excursion_steps": [], "max_rise": 1.0}
+
+
+def test_no_figure_has_overlapping_tick_labels(monkeypatch):
+    # Before: the stability figure labelled 24 bars "bn\nB=2" ... "gn\nB=128" in one row of a
+    # 4.9-inch panel, and the labels ran into each other. Every figure of a default-shaped
+    # study is checked on the renderer's own label boxes, after it is laid out for saving.
+    from normlab.report.document import StudyInput, build_report
+    from normlab.report.ticks import tick_label_overlaps
+
+    rendered = []
+    save = figures._png
+
+    def checked(figure):
+        png = save(figure)
+        rendered.append(tick_label_overlaps(figure))
+        return png
+
+    monkeypatch.setattr(figures, "_png", checked)
+    records, diagnostics = default_shaped_input(instability_record)
+    spec = {
+        "name": "default-shaped",
+        "compare": "norm",
+        "factors": {"norm": list(NORMS), "batch_size": list(SIZES)},
+        "base": {"dataset": "digits", "epochs": 6, "optimizer": "sgd"},
+        "lr": {"mode": "tuned"},
+        "seeds": [0, 1],
+    }
+    report = build_report(
+        StudyInput("default-shaped", spec, records, _curves(records), diagnostics)
+    )
+    assert "stability" in [f.name for f in report.figures if f.png is not None]
+    assert len(rendered) == sum(f.png is not None for f in report.figures)
+    assert rendered and all(overlaps == [] for overlaps in rendered), rendered
+
+
+def test_stability_figure_draws_the_instability():
+    records, diagnostics = default_shaped_input(instability_record)
+    figure = figures.stability(records, diagnostics, "norm")
+    assert figure.png is not None and coloured_pixels(figure.png) > 500
+    assert "Loss instability: mean over runs" in figure.caption
+    assert "older normlab" not in figure.caption
+
+
+def test_stability_figure_of_an_old_store_says_it_lacks_the_instability(monkeypatch):
+    # Stores written before the statistic hold {"spikes": n, "spike_steps": [...]}: readable,
+    # not drawn (the count measured per-batch noise), and the caption says so in words.
+    titles = []
+    save = figures._png
+
+    def keep_titles(figure):
+        titles.extend(axes.get_title() for axes in figure.axes)
+        return save(figure)
+
+    monkeypatch.setattr(figures, "_png", keep_titles)
+    records, diagnostics = default_shaped_input(lambda r: {"spikes": 600, "spike_steps": [30]})
+    figure = figures.stability(records, diagnostics, "norm")
+    assert figure.png is not None and coloured_pixels(figure.png) > 500
+    assert "not in this store" in figure.caption and "older normlab" in figure.caption
+    assert titles == ["diverged", "collapsed"]
