@@ -75,7 +75,12 @@ def default_shaped_input(stability_record):
 
 def instability_record(record):
     unstable = record["config"]["lr"] == 0.1 and record["config"]["norm"] == "none"
-    return {"instability": 0.3 if unstable else 0.0, "excursion_steps": [], "max_rise": 1.0}
+    return {
+        "instability": 0.3 if unstable else 0.0,
+        "excursion_steps": [],
+        "max_rise": 1.0,
+        "rise_threshold": 5.0,
+    }
 
 
 def test_no_figure_has_overlapping_tick_labels(monkeypatch):
@@ -115,7 +120,9 @@ def test_stability_figure_draws_the_instability():
     records, diagnostics = default_shaped_input(instability_record)
     figure = figures.stability(records, diagnostics, "norm")
     assert figure.png is not None and coloured_pixels(figure.png) > 500
-    assert "Loss instability: mean over runs" in figure.caption
+    assert (
+        "Loss instability: mean over runs" in figure.caption and "than 5 standard" in figure.caption
+    )
     assert "older normlab" not in figure.caption
 
 
@@ -135,3 +142,15 @@ def test_stability_figure_of_an_old_store_says_it_lacks_the_instability(monkeypa
     assert figure.png is not None and coloured_pixels(figure.png) > 500
     assert "not in this store" in figure.caption and "older normlab" in figure.caption
     assert titles == ["diverged", "collapsed"]
+
+
+def test_stability_figure_says_which_runs_were_too_short_to_judge():
+    def record(run):
+        if run["config"]["batch_size"] == 128:  # a few steps: no two windows
+            return {"instability": None, "excursion_steps": [], "max_rise": None}
+        return instability_record(run)
+
+    records, diagnostics = default_shaped_input(record)
+    figure = figures.stability(records, diagnostics, "norm")
+    too_short = sum(r["config"]["batch_size"] == 128 for r in records)
+    assert f"{too_short} run(s) too short to judge" in figure.caption

@@ -58,6 +58,8 @@ class LossRises:
     max_rise: float | None
     """The largest rise z over the judged windows, in standard errors (negative when the loss
     only fell); None when nothing was judged."""
+    threshold: float
+    """The z above which a window is risen (kept with the record: it defines ``instability``)."""
 
 
 def loss_rises(
@@ -103,7 +105,7 @@ def loss_rises(
         values = values[: int(np.argmin(finite))]
     count = min(windows, values.size // min_window_steps)
     if count < 2:
-        return LossRises(None, values.size, (), None)
+        return LossRises(None, values.size, (), None, threshold)
     length = values.size // count
     bounds = [j * length for j in range(count)] + [values.size]
     means, errors = [], []
@@ -124,7 +126,7 @@ def loss_rises(
     starts = tuple(
         bounds[j + 1] for j in range(len(risen)) if risen[j] and (j == 0 or not risen[j - 1])
     )
-    return LossRises(sum(risen) / len(risen), length, starts, max(rises))
+    return LossRises(sum(risen) / len(risen), length, starts, max(rises), threshold)
 
 
 def divergence_step(
@@ -148,6 +150,7 @@ class StabilityReport:
     window_steps: int
     excursion_steps: tuple[int, ...]
     max_rise: float | None
+    rise_threshold: float
     grad_norm_mean: float | None
     grad_norm_variance: float | None
     diverged_at: int | None
@@ -181,6 +184,7 @@ def stability_report(
         window_steps=rises.window_steps,
         excursion_steps=rises.excursion_steps,
         max_rise=rises.max_rise,
+        rise_threshold=rises.threshold,
         grad_norm_mean=float(finite.mean()) if finite.size else None,
         grad_norm_variance=float(finite.var()) if finite.size else None,
         diverged_at=diverged_at,

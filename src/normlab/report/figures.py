@@ -276,6 +276,7 @@ def stability(
     stored = [diagnostics.get(r["run_id"], {}).get("stability") for r in finished]
     measured = [s for s in stored if s is not None and s.get("instability") is not None]
     old = sum(1 for s in stored if s is not None and "instability" not in s)
+    too_short = sum(1 for s in stored if s is not None and "instability" in s) - len(measured)
     panels = {
         "diverged": lambda runs: statistics.fmean(r["status"] == "diverged" for r in runs),
         "collapsed": lambda runs: statistics.fmean(bool(r.get("collapsed")) for r in runs),
@@ -305,19 +306,28 @@ def stability(
             axis.set_ylim(-0.05, 1.05)
             axis.set_title(measure)
             axis.set_xlabel("batch size")
-        axes[0][0].set_ylabel("fraction (runs; time for instability)")
-        axes[0][0].legend(title=compare, fontsize=7)
+            axis.set_ylabel("fraction of training" if measure == "loss instability" else "")
+        axes[0][0].set_ylabel("fraction of runs")
+        # Outside the panels: inside, it would hide points near 1.
+        axes[0][-1].legend(title=compare, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     caption = (
         "Over every lr tried. Diverged: non-finite or exploded loss. Collapsed: finished at chance."
     )
     if measured:
+        thresholds = sorted({s["rise_threshold"] for s in measured})
         caption += (
-            " Loss instability: mean over runs of the fraction of training (windows of 1/30 of "
-            "the run) whose mean loss rose more than 5 standard errors above the lowest before "
-            "it; 0 for a loss that only fell or fluctuated within its noise."
+            " Loss instability: mean over runs of the fraction of training (short windows of "
+            "the run) whose mean loss rose more than "
+            f"{' / '.join(f'{t:g}' for t in thresholds)} standard errors above the lowest "
+            "before it; 0 for a loss that only fell or fluctuated within its noise."
         )
         if old:
             caption += f" {old} run(s) of an older normlab lack it."
+        if too_short:
+            caption += (
+                f" {too_short} run(s) too short to judge (fewer steps than two loss windows) "
+                "have no point."
+            )
     elif old:
         caption += (
             " Loss instability: not in this store; it was written by an older normlab, which "
