@@ -192,6 +192,7 @@ def test_diagnose_trains_one_short_run(capsys, tmp_path):
     assert main([*args, "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "trained: done" in text and "noise: mean slope" in text and "stability:" in text
+    assert "stability: instability " in text and "windows of 8 steps" in text  # 67 steps: 8 x 8
     report = json.loads((tmp_path / "diagnose.json").read_text())
     assert report["run"]["steps"] == 1078 // 16
     assert report["stability"]["collapsed"] is False

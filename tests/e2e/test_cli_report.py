@@ -11,6 +11,8 @@ import subprocess
 import pytest
 
 from normlab.cli import main
+from normlab.commands.report import load_studies
+from normlab.report.document import build_report
 
 SPEC = """
 [study]
@@ -89,13 +91,42 @@ def test_several_studies_get_one_report_each_and_an_index(study_dir, tmp_path):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PROBE = """<script>
 window.addEventListener("load", () => {
-  const sizes = [...document.images].map(i => i.naturalWidth + "x" + i.naturalHeight);
+  // Per image: its size and how many of its pixels are coloured (max - min channel > 60).
+  // Axes, ticks, text and grid lines are black, grey or white; data is drawn in the tab10 and
+  // viridis colours, so an image without coloured pixels is a figure without data.
+  const canvas = document.createElement("canvas");
+  const context = canvas.getContext("2d");
+  const sizes = [...document.images].map(image => {
+    canvas.width = image.naturalWidth;
+    canvas.height = image.naturalHeight;
+    context.drawImage(image, 0, 0);
+    const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    let coloured = 0;
+    for (let i = 0; i < pixels.length; i += 4) {
+      const r = pixels[i], g = pixels[i + 1], b = pixels[i + 2];
+      if (Math.max(r, g, b) - Math.min(r, g, b) > 60) coloured++;
+    }
+    return image.closest("figure").id + ":" + image.naturalWidth + "x" + image.naturalHeight +
+      ":" + coloured;
+  });
   const out = document.createElement("pre");
   out.id = "probe";
   out.textContent = "IMAGES " + sizes.join(" ") + " END";
   document.body.appendChild(out);
 });
 </script></body>"""
+MIN_DATA_PIXELS = 200
+"""Coloured pixels that make a figure "show data": one plotted line of a 700-pixel-wide panel
+has several hundred, a legend's swatches alone about a hundred (two entries of 20 x 3 px)."""
+
+
+def _parsed(images: list[list[str]]) -> list[tuple[str, tuple[str, str], int]]:
+    return [(name, tuple(size.split("x")), int(coloured)) for name, size, coloured in images]
+
+
+def laid_out_figures(study_dir) -> int:
+    """How many figures the report lays out (each drawn, or left out with its reason)."""
+    return len(build_report(load_studies(study_dir)[0]).figures)
 
 
 def chromium(*args: str) -> subprocess.CompletedProcess:
@@ -116,10 +147,17 @@ def test_report_renders_in_headless_chromium(study_dir, tmp_path):
     )
     sizes = re.search(r"<pre id=\"probe\">IMAGES (.*?) END", dumped.stdout)
     assert sizes is not None, dumped.stderr[-2000:]
-    images = sizes.group(1).split()
-    expected = (study_dir / "report.html").read_text().count("<img ")
-    assert len(images) == expected >= 3
-    assert all(int(w) > 0 and int(h) > 0 for w, h in (s.split("x") for s in images))
+    images = [entry.split(":") for entry in sizes.group(1).split()]
+    html = (study_dir / "report.html").read_text()
+    assert len(images) == html.count("<img ") >= 3
+    assert all(int(w) > 0 and int(h) > 0 for _, (w, h), _ in _parsed(images))
+    # Every figure shows data, or says in words why it has none.
+    empty = [name for name, _, coloured in _parsed(images) if coloured < MIN_DATA_PIXELS]
+    assert not empty, f"figures without data: {empty} ({sizes.group(1)})"
+    reasons = re.findall(r'<p class="missing"><b>[^<]*</b>: left out, ([^<]*)\.</p>', html)
+    assert all(reason.strip() for reason in reasons)
+    assert len(images) + len(reasons) == laid_out_figures(study_dir), (images, reasons)
+    assert "learning_curves" in [name for name, _, _ in _parsed(images)]  # the study has curves
     assert "Recommendation:" in dumped.stdout
     console = [
         line for line in dumped.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line

@@ -37,7 +37,11 @@ def study_input(**changes):
     gap = {"running_acc": 0.85, "precise_acc": 0.88, "batch_acc": 0.9}
     noise = {"batch_sizes": [2, 8, 32], "layers": [{"mean_error": [0.5, 0.25, 0.125]}]}
     diagnostics = {
-        r["run_id"]: {"gap": gap, "noise": noise, "stability": {"spikes": 1}}
+        r["run_id"]: {
+            "gap": gap,
+            "noise": noise,
+            "stability": {"instability": 0.1, "rise_threshold": 5.0},
+        }
         for r in records
         if r["config"]["norm"] == "bn"
     }

@@ -10,7 +10,9 @@ training split:
   ``PRECISE_MAX_EXAMPLES`` training examples) and batch statistics at the training batch size;
 - ``variance_shift``: every BN with dropout upstream, Var_inference / Var_train of its input, and
   the accuracy it costs;
-- ``stability`` (trained runs only): loss spikes, gradient norms, divergence, collapse.
+- ``stability`` (trained runs only): loss instability (the fraction of the run's loss windows
+  whose mean rose more than 5 standard errors above the lowest before it), gradient norms,
+  divergence, collapse.
 
 Trained: one run of the default protocol's shape (depth 8, widths 16/32/64 for ``resnet``; SGD
 momentum 0.9, weight decay 5e-4, cosine schedule; ``--epochs``, default 6) at the first batch
@@ -129,11 +131,24 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if "stability" in report:
         s = report["stability"]
         lines.append(
-            f"stability: {s['spikes']} spike(s), grad norm mean {_num(s['grad_norm_mean'])} "
+            f"stability: {_instability(s)}, grad norm mean {_num(s['grad_norm_mean'])} "
             f"variance {_num(s['grad_norm_variance'])}, diverged at {s['diverged_at']}, "
             f"collapsed {s['collapsed']}"
         )
     return lines
+
+
+def _instability(stability: dict[str, Any]) -> str:
+    """``instability 0.00 (loss never rose beyond its noise; windows of 107 steps)``."""
+    fraction = stability["instability"]
+    if fraction is None:
+        return "instability - (run too short for two loss windows)"
+    if not stability["excursion_steps"]:
+        where = "loss never rose beyond its noise"
+    else:
+        steps = ", ".join(str(step) for step in stability["excursion_steps"])
+        where = f"loss rose beyond its noise from step {steps}; largest rise {_num(stability['max_rise'])} SE"
+    return f"instability {fraction:.2f} ({where}; windows of {stability['window_steps']} steps)"
 
 
 def _num(value: float | None) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from normlab.analysis.compare import CellStats, Comparison, cell_statistics, compare_cells
-from normlab.analysis.summary import CellSummary, cell_key
+from normlab.analysis.summary import CellSummary, cell_key, full_cell
 from normlab.analysis.verdict import Verdict, interval, points, verdict
 
 from . import figures
@@ -133,7 +133,7 @@ def _gaps(cells: list[CellStats], study: StudyInput, baseline: str):
     keys = {cell_key(c.summary.cell): c for c in cells}
     for record in study.records:
         gap = study.diagnostics.get(record["run_id"], {}).get("gap")
-        cell = keys.get(cell_key({**_fixed(record), **record["cell"]}))
+        cell = keys.get(cell_key(full_cell(record)))
         if gap is None or cell is None or record["config"]["lr"] != cell.summary.selected_lr:
             continue
         by_cell[cell_key(cell.summary.cell)][record["config"]["seed"]] = gap
@@ -141,10 +141,6 @@ def _gaps(cells: list[CellStats], study: StudyInput, baseline: str):
             for kind in ("running", "precise", "batch"):
                 by_size[record["config"]["batch_size"]][kind].append(gap[f"{kind}_acc"])
     return dict(by_cell), dict(by_size)
-
-
-def _fixed(record: dict[str, Any]) -> dict[str, Any]:
-    return {a: record["config"][a] for a in ("norm", "batch_size") if a in record["config"]}
 
 
 def build_report(study: StudyInput) -> Report:
