@@ -60,12 +60,20 @@ def interval(ci: Interval | None, label: str = "95% CI") -> str:
 
 def adjusted(comparison: Comparison, negate: bool = False) -> str:
     """The comparison's Holm-adjusted interval (negated: alternative - baseline), or why none."""
-    ci = comparison.ci_adjusted
+    return _interval_of(comparison, comparison.ci_adjusted, "Holm-adjusted CI", negate)
+
+
+def unadjusted(comparison: Comparison) -> str:
+    """The comparison's unadjusted 95% interval, or why none."""
+    return _interval_of(comparison, comparison.ci, "95% CI", False)
+
+
+def _interval_of(comparison: Comparison, ci: Interval | None, label: str, negate: bool) -> str:
     if ci is None:
         if comparison.seeds < MIN_SEEDS_FOR_CI:
             return "no CI: fewer than 3 seeds"
         return "no CI: identical paired differences, exact sign-flip test"
-    return interval(ci.negated() if negate else ci, "Holm-adjusted CI")
+    return interval(ci.negated() if negate else ci, label)
 
 
 def _p(comparison: Comparison) -> str:

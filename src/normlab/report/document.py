@@ -13,7 +13,7 @@ from typing import Any
 
 from normlab.analysis.compare import CellStats, Comparison, cell_statistics, compare_cells
 from normlab.analysis.summary import CellSummary, cell_key
-from normlab.analysis.verdict import Verdict, adjusted, interval, points, verdict
+from normlab.analysis.verdict import Verdict, adjusted, points, unadjusted, verdict
 
 from . import figures
 from .tables import Table, lr_range_table, statistics_gap_table
@@ -118,7 +118,7 @@ def comparison_table(comparisons: list[Comparison]) -> Table:
             ", ".join(f"{k}={v}" for k, v in c.context.items()) or "—",
             f"{c.baseline} - {c.alternative}",
             points(c.difference) if c.difference is not None else "—",
-            interval(c.ci).removeprefix("95% CI "),
+            unadjusted(c).removeprefix("95% CI "),
             adjusted(c).removeprefix("Holm-adjusted CI "),
             f"{c.p_value:.2g}" if c.p_value is not None else "—",
             f"{c.p_holm:.2g}" + (" *" if c.significant else "") if c.p_holm is not None else "—",
