@@ -79,8 +79,8 @@ def test_report_shows_collapse_lr_range_and_precise_bn():
     summaries = summarize(RECORDS)
     text = render_markdown(build_report(StudyInput("t", spec, RECORDS)))
     assert "norm=bn, batch_size=4: 1 diverged, 1 collapsed" in text
-    assert "0.01 (grid edge)–0.03 (≥ 0.48 dec.)" in text
-    assert lr_range_table(summaries).rows == [["bn", "0.01 (grid edge)–0.03 (≥ 0.48 dec.)"]]
+    assert "0.01–0.03 (≥ 0.48 dec., low grid edge)" in text
+    assert lr_range_table(summaries).rows == [["bn", "0.01–0.03 (≥ 0.48 dec., low grid edge)"]]
     precise = summarize([r for r in RECORDS if r["config"]["lr"] == 0.01])
     table = statistics_gap_table(precise, {"bn"})
     assert "PreciseBN" in table.header

@@ -60,6 +60,7 @@ def test_too_few_seeds_says_there_is_no_ci_and_no_test():
     assert "no confidence intervals and no tests" in result.paragraph
     assert "no CI: fewer than 3 seeds" in result.paragraph
     assert "significantly" not in result.paragraph.replace("none of them significant", "")
+    assert result.recommendation.startswith("Recommendation: none yet: with fewer than 3 seeds")
 
 
 def test_gap_decomposition_is_the_paired_precise_bn_minus_ema_difference():
@@ -81,7 +82,7 @@ def test_gap_decomposition_is_the_paired_precise_bn_minus_ema_difference():
     differences = np.subtract(precise, ema)
     ci = scipy_stats.ttest_1samp(differences, 0.0).confidence_interval(0.95)
     assert (
-        f"changes its accuracy by {100 * differences.mean():.1f} points (PreciseBN - EMA, paired "
+        f"changes its accuracy by {100 * differences.mean():+.1f} points (PreciseBN - EMA, paired "
         f"over 5 seeds, 95% CI {100 * ci.low:.1f} to {100 * ci.high:.1f}; EMA 85.0%, "
         "PreciseBN 89.0%, batch statistics 90.0%)"
     ) in result.paragraph

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .caveats import (
-    context_where,
+    context_where as _where,
+)
+from .caveats import (
     diverged_cells,
     divergence_sentence,
     saturation,
@@ -82,9 +84,6 @@ def _p(comparison: Comparison) -> str:
     return f"Holm p = {comparison.p_holm:.2g}"
 
 
-_where = context_where
-
-
 def precise_gain(cell: CellStats, gaps: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
     """PreciseBN - EMA test accuracy of ``cell``'s seeds that have a gap record (``gaps``: seed
     -> ``GapReport.to_dict()``), paired by seed: mean difference and its 95% t-interval, with
@@ -103,6 +102,12 @@ def precise_gain(cell: CellStats, gaps: dict[int, dict[str, Any]]) -> dict[str, 
         "ci": t_interval(differences),
         "seeds": len(found),
     }
+
+
+def _gain_interval(gain: dict[str, Any]) -> str:
+    if gain["ci"] is None and gain["seeds"] >= MIN_SEEDS_FOR_CI:
+        return "no CI: identical differences"
+    return interval(gain["ci"])
 
 
 def verdict(
@@ -191,8 +196,8 @@ def verdict(
         if gain is not None:
             text += (
                 f"; PreciseBN recalibration of {baseline}'s runs changes its accuracy by "
-                f"{points(gain['difference'])} points (PreciseBN - EMA, paired over "
-                f"{gain['seeds']} seeds, {interval(gain['ci'])}; EMA {points(gain['running'])}%, "
+                f"{100 * gain['difference']:+.1f} points (PreciseBN - EMA, paired over "
+                f"{gain['seeds']} seeds, {_gain_interval(gain)}; EMA {points(gain['running'])}%, "
                 f"PreciseBN {points(gain['precise'])}%, batch statistics {points(gain['batch'])}%)"
             )
         sentences.append(text + ".")
@@ -246,12 +251,18 @@ def verdict(
         )
     judged = [c for c in comparisons if cell_key(c.context) not in saturated]
     significant = any(c.significant for c in judged)
-    if judged and not significant:
+    tested = [c for c in judged if c.p_holm is not None]
+    if tested and not significant:
         sentences.append(
             f"No difference between {baseline} and the other levels of {compare} is significant "
             f"(Holm-corrected over {len(comparisons)} paired comparisons at alpha = {ALPHA})."
         )
-    if not judged:
+    if judged and not tested:
+        recommendation = (
+            "Recommendation: none yet: with fewer than 3 seeds per cell nothing was tested; run "
+            "the study with 3 or more seeds."
+        )
+    elif not judged:
         recommendation = (
             f"Recommendation: none yet: the task does not discriminate between the levels of "
             f"{compare}; make it discriminate (above) and run the study again."

@@ -152,7 +152,8 @@ def lr_range_table(
 ) -> Table | None:
     """Per norm and batch size, the usable lr range (within 0.01 val accuracy of the best plus one
     standard error of the difference, :func:`~normlab.analysis.summary.usable_lr_range`) and its
-    width in decades, ``≥`` when the range touches an end of the grid (it may extend beyond);
+    width in decades, ``≥`` and the edge when the range touches an end of the grid (it may
+    extend beyond);
     None when no cell tried more than one lr."""
     members = [s for s in summaries if len(s.val_by_lr) > 1]
     if not members:
@@ -172,17 +173,18 @@ def lr_range_table(
     header = [rows, *(f"{columns} {c}" for c in column_levels)]
     title = (
         "Usable learning-rate range (mean val accuracy within 0.01 of the best, plus one standard "
-        "error of the difference; width in decades; ≥ and an edge mark: the range reaches the "
+        "error of the difference; width in decades; ≥ and a grid edge: the range reaches that "
         "end of the grid tried and may extend beyond it)"
     )
     return Table(title, header, body)
 
 
 def _lr_range(found: LearningRateRange) -> str:
-    low = f"{found.low:g}" + (" (grid edge)" if found.at_low_edge else "")
-    high = f"{found.high:g}" + (" (grid edge)" if found.at_high_edge else "")
-    bound = "≥ " if found.at_low_edge or found.at_high_edge else ""
-    return f"{low}–{high} ({bound}{found.decades:.2f} dec.)"
+    edges = [side for side, at in (("low", found.at_low_edge), ("high", found.at_high_edge)) if at]
+    if not edges:
+        return f"{found.low:g}–{found.high:g} ({found.decades:.2f} dec.)"
+    where = "both grid edges" if len(edges) == 2 else f"{edges[0]} grid edge"
+    return f"{found.low:g}–{found.high:g} (≥ {found.decades:.2f} dec., {where})"
 
 
 def _row_label(summary: CellSummary, rows: str, columns: str) -> str:
