@@ -85,3 +85,12 @@ def test_report_shows_collapse_lr_range_and_precise_bn():
     table = statistics_gap_table(precise, {"bn"})
     assert "PreciseBN" in table.header
     assert table.rows[0][2] == "0.935" and table.rows[0][4] == "+0.025"
+
+
+def test_precise_bn_and_ema_accuracies_cover_the_same_seeds():
+    # A diverged seed counts as 0 in the EMA accuracies; PreciseBN - EMA stays paired.
+    records = [record(0.01, 0, 0.90, precise=0.92), record(0.01, 1, 0.0, status="diverged")]
+    (summary,) = summarize(records)
+    assert summary.test_accs == (0.90, 0.0) and summary.precise_accs == (0.92, 0.0)
+    table = statistics_gap_table([summary], {"bn"})
+    assert table.rows[0][4] == "+0.010"

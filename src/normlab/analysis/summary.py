@@ -56,7 +56,8 @@ class CellSummary:
     """Collapsed runs over the whole lr grid."""
     precise_accs: tuple[float, ...] = ()
     """Test accuracies with PreciseBN statistics (the ``gap`` diagnostic) of the finished runs at
-    the selected lr that recorded one (norms with running statistics)."""
+    the selected lr that recorded one (norms with running statistics), a diverged run there as
+    :data:`DIVERGED_ACCURACY`."""
     test_seeds: tuple[int, ...] = ()
     """The seed of each entry of ``test_accs``."""
     val_accs_by_lr: dict[float, tuple[float | None, ...]] = field(default_factory=dict)
@@ -143,11 +144,7 @@ def summarize(records: list[dict[str, Any]]) -> list[CellSummary]:
                 planned=len(runs),
                 collapsed=sum(bool(r.get("collapsed")) for r in chosen),
                 collapsed_total=sum(bool(r.get("collapsed")) for r in finished),
-                precise_accs=tuple(
-                    r["diagnostics"]["gap"]["precise_acc"]
-                    for r in chosen
-                    if "gap" in r.get("diagnostics", {})
-                ),
+                precise_accs=_precise_accuracies(every),
                 test_seeds=tuple(r["config"]["seed"] for r in every),
                 val_accs_by_lr={
                     lr: tuple(r["val_acc"] if r["status"] == "done" else None for r in lr_runs)
@@ -156,6 +153,19 @@ def summarize(records: list[dict[str, Any]]) -> list[CellSummary]:
             )
         )
     return summaries
+
+
+def _precise_accuracies(runs: list[dict[str, Any]]) -> tuple[float, ...]:
+    """PreciseBN accuracies of the runs with a gap record; once any run has one, a diverged run
+    counts as DIVERGED_ACCURACY, as in the EMA accuracies beside it (same seeds, same mean)."""
+    recorded = [r for r in runs if "gap" in (r.get("diagnostics") or {})]
+    if not recorded:
+        return ()
+    return tuple(
+        DIVERGED_ACCURACY if r["status"] == "diverged" else r["diagnostics"]["gap"]["precise_acc"]
+        for r in runs
+        if r["status"] == "diverged" or r in recorded
+    )
 
 
 def _accuracy(record: dict[str, Any], key: str) -> float:
