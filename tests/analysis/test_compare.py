@@ -74,6 +74,7 @@ def test_a_diverged_seed_at_the_selected_lr_is_accounted_for():
     assert comparison.seeds == 5 and not comparison.significant
     text = verdict(cells, [comparison], "norm", "bn").paragraph
     assert "bn diverged on 1 of its 5 seeds at its selected lr 0.1" in text
+    assert "Beware: bn diverged at its selected lr at batch size 4 (1 of 5 seeds)" in text
     assert "significantly better" not in text
 
 

@@ -271,6 +271,16 @@ def verdict(
         recommendation = _recommend(
             worse, better, tied, significant, baseline, axis, remedies, compare, margin
         )
+    unstable = [c for c in diverged_cells(cells) if c.label == baseline]
+    if unstable and judged:
+        listed = "; ".join(
+            f"{_where(c.context) or 'the study'} ({c.summary.diverged} of {c.summary.seeds} seeds)"
+            for c in unstable
+        )
+        recommendation += (
+            f" Beware: {baseline} diverged at its selected lr at {listed}; its numbers there "
+            "count those runs at accuracy 0."
+        )
     return Verdict(tuple(sentences), recommendation)
 
 
