@@ -114,3 +114,15 @@ def test_readme_block_is_generated_between_markers():
 
 def test_slug_names_folders_after_the_study():
     assert slug("default: BN vs none vs LN") == "default-bn-vs-none-vs-ln"
+
+
+def test_the_comparison_table_shows_both_intervals_and_they_agree_with_their_tests():
+    report = build_report(study_input())
+    table = next(t for t in report.tables if t.title.startswith("Paired comparisons"))
+    assert table.header[3:6] == ["95% CI", "Holm-adjusted CI", "p"]
+    for row in table.rows:
+        for column, p_text in ((3, row[5]), (4, row[6])):
+            low, high = (float(x) for x in row[column].split(" to "))
+            p = float(p_text.removesuffix(" *"))
+            # An interval excludes 0 exactly when its test rejects at 0.05.
+            assert (low > 0 or high < 0) == (p < 0.05)

@@ -69,7 +69,7 @@ def _labels(cells: list[CellStats]) -> list[str]:
 
 
 def accuracy_vs_batch(cells: list[CellStats], compare: str) -> Figure:
-    """Test accuracy at the selected lr vs batch size, one line per level, 95% CI bands (the
+    """Test accuracy at the selected lr vs batch size, one line per level, 95% t-interval bands (the
     Group Normalization paper's Figure 1, Wu & He 2018, for the study's data)."""
     name, title = "accuracy_vs_batch", f"Test accuracy vs batch size per {compare}"
     sizes = sorted({c.context.get("batch_size") for c in cells if "batch_size" in c.context})
@@ -106,7 +106,7 @@ def accuracy_vs_batch(cells: list[CellStats], compare: str) -> Figure:
     return Figure(
         name,
         title,
-        "Mean over seeds at each cell's selected lr; bands: 95% bootstrap CI.",
+        "Mean over seeds at each cell's selected lr; bands: 95% t-interval.",
         _png(figure),
     )
 
