@@ -190,12 +190,15 @@ def run(
     Resumes where it stopped if OUT already holds the same study.
     """
     spec = default_spec(quick, data, model, max_train, max_eval or max_train, augment)
-    _plan_or_run(spec, dry_run, **execution)
+    _plan_or_run(spec, dry_run, data_option="--data", **execution)
 
 
-def _plan_or_run(spec: StudySpec, dry_run: bool, **execution: Any) -> None:
+def _plan_or_run(
+    spec: StudySpec, dry_run: bool, data_option: str = "[run] dataset", **execution: Any
+) -> None:
     check_execution(execution["executor"], Execution(execution["pack"], execution["device"]))
-    runs, dataset = check_study(spec)  # every check before any training or any write
+    # Every check before any training or any write.
+    runs, dataset = check_study(spec, data_option=data_option)
     if dry_run:
         workers = execution["workers"] or os.cpu_count() or 1
         pack = execution["pack"]

@@ -28,6 +28,7 @@ from normlab.diagnostics import (
 )
 from normlab.errors import NormlabError
 from normlab.train import build_model_from_ref
+from normlab.train.model_fit import check_model_fits
 
 from .inputs import data_from, load_checkpoint, load_into, model_ref_from, to_json
 
@@ -120,6 +121,7 @@ def doctor(
     model = build_model_from_ref(
         ref, num_classes=dataset.num_classes, in_channels=dataset.in_channels, norm=None
     )
+    check_model_fits(model, dataset, model_ref)
     if checkpoint is not None:
         model = load_into(model, load_checkpoint(checkpoint), checkpoint)
     x, y = dataset.x_train[:SAMPLE_EXAMPLES], dataset.y_train[:SAMPLE_EXAMPLES]
