@@ -7,6 +7,7 @@ Errors in the user's input are one line on stderr and exit code 2; Ctrl-C keeps 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -301,8 +302,9 @@ def _run_and_report(
     if outcome.failed:
         click.echo(
             f"normlab: {outcome.failed} of {outcome.trained} runs failed (first error: "
-            f"{outcome.first_error}); their tracebacks are in the store (normlab export "
-            f"{out_dir}), and rerunning the same command retries them",
+            f"{outcome.first_error}); their tracebacks are in the store "
+            f"({shlex.join(['normlab', 'export', str(out_dir)])}), and rerunning the same "
+            "command retries them",
             err=True,
         )
         raise click.exceptions.Exit(1)

@@ -5,6 +5,8 @@ data file that changed."""
 import io
 import json
 import pickle
+import re
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -228,3 +230,6 @@ def test_failed_runs_are_counted_and_exit_code_1(tmp_path):
     assert "1 of 2 runs failed" in result.stderr
     assert "RuntimeError: this model cannot train with GroupNorm" in result.stderr
     assert "1 runs trained" in result.stdout
+    # The hint's command runs as printed.
+    (command,) = re.findall(r"\((normlab export [^)]+)\)", result.stderr)
+    assert main(shlex.split(command)[1:]) == 0

@@ -120,8 +120,8 @@ def check_frozen_updating(model: nn.Module, x: torch.Tensor, batch_size: int) ->
                 "momentum": sorted({str(model.get_submodule(n).momentum) for n in moved}),
             },
             fix=(
-                "freeze them for real: doctor --fix freeze_bn (normlab.freeze_bn, frozen_bn "
-                "layers), or call .eval() on these layers after every model.train()"
+                "freeze them for real (the doctor's --fix on the checkpoint, or normlab.freeze_bn: "
+                "frozen_bn layers), or call .eval() on these layers after every model.train()"
             ),
             severity="warning",
         )
