@@ -378,6 +378,7 @@ def test_recalibrate_refuses_a_batch_of_one_with_the_cause_and_the_fix() -> None
         torch.testing.assert_close(value, before[key])
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_a_frozen_model_scripts_and_gives_the_same_output() -> None:
     model = freeze_bn(Small()).eval()
     scripted = torch.jit.script(model)
