@@ -7,6 +7,7 @@ Errors in the user's input are one line on stderr and exit code 2; Ctrl-C keeps 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -190,12 +191,15 @@ def run(
     Resumes where it stopped if OUT already holds the same study.
     """
     spec = default_spec(quick, data, model, max_train, max_eval or max_train, augment)
-    _plan_or_run(spec, dry_run, **execution)
+    _plan_or_run(spec, dry_run, data_option="--data", **execution)
 
 
-def _plan_or_run(spec: StudySpec, dry_run: bool, **execution: Any) -> None:
+def _plan_or_run(
+    spec: StudySpec, dry_run: bool, data_option: str = "[run] dataset", **execution: Any
+) -> None:
     check_execution(execution["executor"], Execution(execution["pack"], execution["device"]))
-    runs, dataset = check_study(spec)  # every check before any training or any write
+    # Every check before any training or any write.
+    runs, dataset = check_study(spec, data_option=data_option)
     if dry_run:
         workers = execution["workers"] or os.cpu_count() or 1
         pack = execution["pack"]
@@ -298,8 +302,9 @@ def _run_and_report(
     if outcome.failed:
         click.echo(
             f"normlab: {outcome.failed} of {outcome.trained} runs failed (first error: "
-            f"{outcome.first_error}); their tracebacks are in the store (normlab export "
-            f"{out_dir}), and rerunning the same command retries them",
+            f"{outcome.first_error}); their tracebacks are in the store "
+            f"({shlex.join(['normlab', 'export', str(out_dir)])}), and rerunning the same "
+            "command retries them",
             err=True,
         )
         raise click.exceptions.Exit(1)

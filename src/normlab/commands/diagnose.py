@@ -35,6 +35,7 @@ from normlab.errors import NormlabError
 from normlab.norms import norm_names
 from normlab.study.diagnose import PRECISE_MAX_EXAMPLES, diagnose_run
 from normlab.train import RunConfig, build_model, train_run
+from normlab.train.model_fit import check_model_fits
 
 from .inputs import data_from, load_checkpoint, load_into, model_ref_from, to_json
 
@@ -216,9 +217,11 @@ def diagnose(
         "norm": norm,
         "batch_size": sizes[0],
     }
+    torch.manual_seed(0)
+    model = build_model(config, dataset)
+    check_model_fits(model, dataset, model_ref)  # one line, not a traceback from training
     if checkpoint is not None:
-        torch.manual_seed(0)
-        model = load_into(build_model(config, dataset), load_checkpoint(checkpoint), checkpoint)
+        model = load_into(model, load_checkpoint(checkpoint), checkpoint)
         report["checkpoint"] = checkpoint
     else:
         kept: dict[str, Any] = {}
