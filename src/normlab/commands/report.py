@@ -46,6 +46,7 @@ def load_studies(out_dir: Path) -> list[StudyInput]:
                     curves={r["run_id"]: store.curves(r["run_id"]) for r in records},
                     diagnostics=store.diagnostics(study_id),
                     legs=store.legs(study_id),
+                    estimate=store.estimate(study_id),
                     versions=_versions(),
                     command=f"normlab study {folder / 'spec.toml'} --out {out_dir}",
                     spec_text=spec_toml(spec),
