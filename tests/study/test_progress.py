@@ -80,6 +80,25 @@ def test_the_total_grows_when_runs_are_added_and_results_count_once():
     assert (snapshot.finished, snapshot.total) == (3, 5)
 
 
+def test_a_worker_s_start_up_does_not_count_as_slow_training():
+    # Two workers start (20 s each, say) with their first units of 10 s: those took 30 s. The
+    # next unit takes its 10 s: the speed is 1, and the last unit is priced at 10 s, not 23.
+    clock = FakeClock()
+    tracker = ProgressTracker(clock)
+    tracker.set_calibration(0.5)
+    tracker.add([["a"], ["b"], ["c"], ["d"]], [10.0, 10.0, 10.0, 10.0])
+    tracker.dispatched("a")
+    tracker.dispatched("b")
+    clock.now += 30.0
+    tracker.finished("a")
+    tracker.finished("b")
+    tracker.dispatched("c")
+    clock.now += 10.0
+    tracker.finished("c")
+    # 40 s for 30 s of cost: the pace is 4/3, and 10 s of cost are left.
+    assert tracker.snapshot().eta == pytest.approx(40.0 / 3.0, rel=1e-12)
+
+
 @pytest.mark.parametrize(
     ("seconds", "text"), [(None, "-:--:--"), (0.4, "0:00:00"), (125, "0:02:05"), (3725, "1:02:05")]
 )

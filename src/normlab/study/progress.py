@@ -30,6 +30,7 @@ def eta_seconds(
     queued: Sequence[float],
     calibrated: bool = True,
     calibrated_pace: float | None = None,
+    measured: Sequence[tuple[float, float]] | None = None,
 ) -> float | None:
     """Seconds until the work is done; None when nothing allows a guess yet.
 
@@ -38,17 +39,20 @@ def eta_seconds(
     per unit in flight; ``queued``: the cost of each unit not handed out yet. ``calibrated``:
     costs are seconds on one worker (else relative units); ``calibrated_pace``: wall seconds per
     calibrated second before anything is measured (the estimate's wall time over its one-worker
-    time: about 1 / workers).
+    time: about 1 / workers); ``measured``: the (cost, seconds) pairs that measure a unit's
+    speed, default ``finished`` (:class:`ProgressTracker` leaves out units whose time includes
+    a worker's start once others have finished).
 
-    A unit's speed (cost per wall second) is the finished units' (1 for calibrated costs before
+    A unit's speed (cost per wall second) is the measured units' (1 for calibrated costs before
     any finished). A unit in flight is credited its time in flight at that speed, at most its
     cost. The pace is the elapsed time per cost done (finished plus credited), which includes
     the workers' parallelism and the machine's load, and the ETA is the remaining cost at that
     pace; never less than the longest remaining unit at one unit's speed (the last units of a
     study may keep one worker busy while the others idle).
     """
-    if finished:
-        speed = sum(cost for cost, _ in finished) / max(sum(took for _, took in finished), 1e-9)
+    measured = finished if measured is None else measured
+    if measured:
+        speed = sum(cost for cost, _ in measured) / max(sum(took for _, took in measured), 1e-9)
     elif calibrated:
         speed = 1.0
     else:
@@ -95,6 +99,11 @@ class _Unit:
     finished: float | None = None
     waiting: int = 0
     """Results still to come."""
+    leg: int = 0
+    """Which :meth:`ProgressTracker.add` call added it (the executors start workers per call)."""
+    cold: bool = False
+    """Dispatched before any unit of its leg finished: its time includes a worker's start
+    (spawning a process and importing torch took 10 to 30 s on a loaded machine)."""
 
 
 class ProgressTracker:
@@ -111,6 +120,7 @@ class ProgressTracker:
         self._phase = "starting"
         self._calibrated = False
         self._calibrated_pace: float | None = None
+        self._legs = 0
 
     def set_phase(self, phase: str) -> None:
         with self._lock:
@@ -128,8 +138,9 @@ class ProgressTracker:
     def add(self, units: Sequence[Sequence[str]], costs: Sequence[float]) -> None:
         """Units of work (their run ids) to be handed out, with their costs."""
         with self._lock:
+            self._legs += 1
             for runs, cost in zip(units, costs, strict=True):
-                unit = _Unit(tuple(runs), float(cost), waiting=len(runs))
+                unit = _Unit(tuple(runs), float(cost), waiting=len(runs), leg=self._legs)
                 self._units.append(unit)
                 self._unit_of.update((run_id, unit) for run_id in runs)
 
@@ -138,6 +149,9 @@ class ProgressTracker:
             unit = self._unit_of.get(run_id)
             if unit is not None and unit.dispatched is None:
                 unit.dispatched = self._clock()
+                unit.cold = not any(
+                    u.finished is not None for u in self._units if u.leg == unit.leg
+                )
                 if self._training_started is None:  # the pace counts training, not set-up
                     self._training_started = unit.dispatched
 
@@ -156,6 +170,7 @@ class ProgressTracker:
         with self._lock:
             now = self._clock()
             done = [u for u in self._units if u.finished is not None]
+            warm = [u for u in done if not u.cold]
             flying = [u for u in self._units if u.finished is None and u.dispatched is not None]
             queued = [u for u in self._units if u.dispatched is None]
             eta = None
@@ -168,6 +183,7 @@ class ProgressTracker:
                     [u.cost for u in queued],
                     self._calibrated,
                     self._calibrated_pace,
+                    measured=[(u.cost, u.finished - u.dispatched) for u in warm] or None,  # type: ignore[operator]
                 )
             packs = [u for u in flying if len(u.runs) > 1]
             return Snapshot(
