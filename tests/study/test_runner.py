@@ -193,3 +193,23 @@ def test_bad_options_are_refused_before_the_store_is_touched(tmp_path):
     with pytest.raises(NormlabError, match="--workers"):
         run_study(tiny_spec(), tmp_path, workers=0)
     assert not (tmp_path / STORE_NAME).exists()
+
+
+def test_a_configuration_that_cannot_be_calibrated_still_trains(tmp_path, monkeypatch):
+    # The estimate is a courtesy: training records a faulty run as failed; calibration must not
+    # stop the study first.
+    import normlab.study.runner as runner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot time this model")
+
+    monkeypatch.setattr(runner, "estimate_time", broken)
+    monkeypatch.setattr(
+        executors,
+        "train_runs",
+        per_run(lambda c, d: normlab.train.RunResult(c.run_id, "done", test_acc=0.5, val_acc=0.5)),
+    )
+    outcome = run_study(tiny_spec(), tmp_path, workers=1, threads=1, calibrate=True)
+    assert outcome.trained == 6
+    with open_store(tmp_path / STORE_NAME, create=False) as store:
+        assert store.estimate(tiny_spec().study_id) is None

@@ -288,7 +288,8 @@ def _time_estimate(estimate: dict[str, Any], legs: list[float], runs: int) -> st
         text += f", took {_minutes(took)} ({took / max(estimate['wall_seconds'], 1e-9):.1f}x)"
     text += (
         f"; the estimate was calibrated before training {estimate['runs']} run(s) on "
-        f"{estimate['workers']} worker(s), on the machine as it was loaded then"
+        f"{estimate['workers']} worker(s), on the machine as it was loaded then, and counts "
+        "training and evaluation, not the workers' start-up or the diagnostics"
     )
     added = runs - estimate.get("planned", runs)
     if added > 0:

@@ -13,7 +13,8 @@ Progress: the runner feeds a :class:`~.progress.ProgressTracker` (units of work 
 dispatched and finished; runs the lr grid extension adds grow the total). With ``calibrate``, it
 first times the study's configurations as the dry run does (:func:`.dryrun.estimate_time`): the
 units' calibrated costs drive the tracker's ETA, and the estimate is kept in the store for the
-report.
+report. The calibration times the CPU: runs on a GPU, or a configuration that cannot be timed,
+go without it (the ETA then waits for the first finished unit).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from normlab.data import changed_files, data_fingerprint
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult, total_steps
+from normlab.train.device import resolve_device
 
 from .diagnose import DEFAULT_DIAGNOSTICS
 from .dryrun import Estimate, estimate_time
@@ -139,13 +141,13 @@ def run_study(
         # The executors cut the same units from the same configs (work.work_units).
         units = work_units([run.config for run in todo], execution.pack)
         tracker.add([[c.run_id for c in unit] for unit in units], unit_costs(units))
-        if calibrate and todo:
+        estimate = None
+        if calibrate and todo and _on_cpu(execution):
             tracker.set_phase("calibrating")
             estimate = _calibrate(spec, store, runs, todo, execution.pack, workers, threads)
+        if estimate is not None:
             pace = estimate.wall_seconds / max(estimate.total_seconds, 1e-9)
             tracker.set_calibration(pace, unit_costs(units, estimate))
-        else:
-            estimate = None
         counts = {"failed": 0, "diverged": 0}
         errors: list[str] = []
 
@@ -213,11 +215,16 @@ def _calibrate(
     pack: str,
     workers: int | None,
     threads: int,
-) -> Estimate:
+) -> Estimate | None:
     """Time ``todo`` as the dry run does and keep the estimate in the store (the first one of
-    the study stays: a resume's covers only what was left)."""
+    the study stays: a resume's covers only what was left). None if a configuration cannot be
+    timed: the estimate is a courtesy, and training records such a run as failed, with its
+    traceback, where the calibration could only stop the study."""
     workers = workers or os.cpu_count() or 1
-    estimate = estimate_time(todo, dataset_for(todo[0].config), workers, threads, pack)
+    try:
+        estimate = estimate_time(todo, dataset_for(todo[0].config), workers, threads, pack)
+    except Exception:
+        return None
     record = {
         "wall_seconds": estimate.wall_seconds,
         "one_worker_seconds": estimate.total_seconds,
@@ -232,6 +239,13 @@ def _calibrate(
     }
     store.set_estimate(spec.study_id, record)
     return estimate
+
+
+def _on_cpu(execution: Execution) -> bool:
+    """Whether runs train on this machine's kind of device: the calibration times the CPU."""
+    return execution.device == "cpu" or (
+        execution.device == "auto" and resolve_device("auto") == "cpu"
+    )
 
 
 def unit_costs(units: list[list[RunConfig]], estimate: Estimate | None = None) -> list[float]:
