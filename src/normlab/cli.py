@@ -14,8 +14,10 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress, ProgressColumn, Task, TextColumn
+from rich.progress_bar import ProgressBar
 from rich.table import Table as RichTable
+from rich.text import Text
 
 if sys.version_info >= (3, 11):
     pass
@@ -45,6 +47,7 @@ from normlab.study import (
 from normlab.study.dryrun import describe_plan, estimate_time
 from normlab.study.executors import check_execution
 from normlab.study.plan import check_study
+from normlab.study.progress import ProgressTracker, status_text
 from normlab.study.work import PACK_MODES, Execution
 from normlab.train import RunResult
 from normlab.train.device import DEVICES
@@ -242,18 +245,18 @@ def _run_and_report(
     if executor == "local":
         workers = workers or os.cpu_count() or 1
     where = f"{workers} worker(s)" if workers else "the Ray cluster"
+    tracker = ProgressTracker()
+    # Every column reads the tracker when rich refreshes (auto_refresh), not when a result
+    # arrives: the clock ticks while packs train for minutes without a result.
     progress = Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("elapsed"),
-        TextColumn("{task.fields[elapsed]}"),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        TrackerBar(tracker),
+        TrackerStatus(tracker),
         console=stderr,
         disable=quiet,
+        refresh_per_second=2,
     )
-    task = progress.add_task("runs", total=None, elapsed="0s")
+    progress.add_task("runs", total=None)  # one row; its columns read the tracker
 
     def on_start(todo: int, finished: int) -> None:
         if not quiet:
@@ -261,13 +264,10 @@ def _run_and_report(
                 f"{spec.name}: {todo + finished} runs planned, {finished} already finished, "
                 f"training {todo} with {where} -> {out_dir / STORE_NAME}"
             )
-        progress.update(task, total=todo)
         # Started only now: an error while checking the store stays one line on stderr.
         progress.start()
 
     def on_result(run: PlannedRun, result: RunResult) -> None:
-        progress.advance(task)
-        progress.update(task, elapsed=f"{progress.tasks[0].elapsed or 0:.0f}s")
         if quiet:
             return
         config = run.config
@@ -286,8 +286,9 @@ def _run_and_report(
             address=address,
             threads=threads,
             force_new=force_new,
-            progress=StudyProgress(on_start=on_start, on_result=on_result),
+            progress=StudyProgress(on_start=on_start, on_result=on_result, tracker=tracker),
             execution=Execution(pack=pack, device=device),
+            calibrate=True,
         )
     finally:
         if progress.live.is_started:  # stop() on a piped console prints a line even if unused
@@ -308,6 +309,29 @@ def _run_and_report(
             err=True,
         )
         raise click.exceptions.Exit(1)
+
+
+class TrackerBar(ProgressColumn):
+    """The bar: runs finished out of runs to train (the total grows with the grid extension)."""
+
+    def __init__(self, tracker: ProgressTracker) -> None:
+        super().__init__()
+        self.tracker = tracker
+
+    def render(self, task: Task) -> ProgressBar:
+        snapshot = self.tracker.snapshot()
+        return ProgressBar(total=max(1, snapshot.total), completed=snapshot.finished, width=30)
+
+
+class TrackerStatus(ProgressColumn):
+    """Runs, elapsed clock, ETA and the packs in flight (``study.progress.status_text``)."""
+
+    def __init__(self, tracker: ProgressTracker) -> None:
+        super().__init__()
+        self.tracker = tracker
+
+    def render(self, task: Task) -> Text:
+        return Text(status_text(self.tracker.snapshot()))
 
 
 def write_summary(out_dir: Path, study_id: str, wall_time: float | None = None) -> list[Table]:

@@ -79,6 +79,22 @@ def test_report_has_verdict_first_and_every_figure():
     assert "torch 2.13.0" in markdown and "normlab study out/spec.toml" in markdown
 
 
+def test_the_estimate_stands_beside_the_measured_wall_time():
+    records = study_records(BN_WORSE_SMALL)
+    estimate = {"wall_seconds": 360.0, "runs": len(records) - 6, "planned": len(records) - 6}
+    estimate |= {"workers": 2, "legs_before": 0}
+    markdown = render_markdown(build_report(study_input(legs=[600.0, 60.0], estimate=estimate)))
+    (line,) = [line for line in markdown.splitlines() if "estimated" in line]
+    assert "Time: estimated 6.0 min, took 11.0 min (1.8x)" in line
+    assert f"before training {len(records) - 6} run(s) on 2 worker(s)" in line
+    assert "the 6 run(s) the lr grid extension added later are not in it" in line
+    # Made when a resume first calibrated: only the legs from then on count.
+    resumed = {**estimate, "legs_before": 1}
+    markdown = render_markdown(build_report(study_input(legs=[600.0, 60.0], estimate=resumed)))
+    assert "took 60 s (0.2x)" in markdown
+    assert "estimated" not in render_markdown(build_report(study_input()))  # none recorded
+
+
 def test_missing_figures_name_what_records_them():
     report = build_report(study_input(diagnostics={}, curves={}))
     missing = {f.name: f.missing for f in report.figures if f.png is None}

@@ -8,8 +8,15 @@ import sqlite3
 
 import pytest
 
-from normlab.study import STORE_NAME, executors, open_store, run_study, spec_from_dict
-from normlab.study.store import MIGRATIONS, read_version
+from normlab.study import (
+    STORE_NAME,
+    StudyProgress,
+    executors,
+    open_store,
+    run_study,
+    spec_from_dict,
+)
+from normlab.study.store import MIGRATIONS, SCHEMA_VERSION, read_version
 from normlab.train import RunResult
 
 
@@ -70,6 +77,16 @@ def test_edge_cells_are_extended_until_interior_or_the_limit(tmp_path, monkeypat
     assert outcome.trained == 12 + 2 * 2 + 2  # planned, bn's two values, gn's one, 2 seeds each
 
 
+def test_the_progress_total_grows_with_the_runs_the_extension_adds(tmp_path, monkeypatch):
+    # Before, the display's total was the runs planned (12) and it ended at "18/12".
+    monkeypatch.setattr(executors, "train_runs", fake_training({"bn": 1e-4, "gn": 0.15}))
+    progress = StudyProgress()
+    outcome = run_study(spec(), tmp_path, workers=1, threads=1, progress=progress)
+    snapshot = progress.tracker.snapshot()
+    assert outcome.trained == 18
+    assert (snapshot.finished, snapshot.total) == (18, 18)
+
+
 def test_no_extension_when_extend_is_zero_and_rerun_trains_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(executors, "train_runs", fake_training({"bn": 1e-4, "gn": 0.03}))
     run_study(spec(extend=0), tmp_path, workers=1, threads=1)
@@ -114,7 +131,7 @@ def test_a_version_4_store_gains_the_legs_table(tmp_path):
         assert store.legs("old") == []
         store.add_leg("old", 12.5)
         assert store.legs("old") == [12.5] and store.study_name("old") == "old study"
-    assert read_version(path) == 5
+    assert read_version(path) == SCHEMA_VERSION
 
 
 def test_a_foreign_study_is_named_not_hashed(tmp_path, monkeypatch):

@@ -47,6 +47,7 @@ def load_studies(out_dir: Path) -> list[StudyInput]:
                     curves={r["run_id"]: store.curves(r["run_id"]) for r in records},
                     diagnostics=store.diagnostics(study_id),
                     legs=store.legs(study_id),
+                    estimate=store.estimate(study_id),
                     versions=_versions(),
                     # Quoted: the report's command runs as printed, whatever the path.
                     command=shlex.join(

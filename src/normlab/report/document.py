@@ -30,6 +30,8 @@ class StudyInput:
     diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
     legs: list[float] = field(default_factory=list)
     """Wall time of each invocation that ran the study."""
+    estimate: dict[str, Any] | None = None
+    """The calibrated time estimate made before the study trained (``Store.estimate``)."""
     versions: dict[str, str] = field(default_factory=dict)
     command: str = ""
     """The command that reruns the study."""
@@ -280,5 +282,29 @@ def _runs(study: StudyInput, summaries: list[CellSummary]) -> list[str]:
             f"Wall time: {sum(study.legs):.0f} s over {len(study.legs)} invocation(s) "
             f"({', '.join(f'{leg:.0f} s' for leg in study.legs)})."
         )
+    if study.estimate is not None:
+        lines.append(_time_estimate(study.estimate, study.legs, len(study.records)))
     lines.append("Every run, with its config and per-epoch curves: `normlab.db` (SQLite).")
     return lines
+
+
+def _time_estimate(estimate: dict[str, Any], legs: list[float], runs: int) -> str:
+    """``Time: estimated 6 min, took 11 min (1.8x) ...``: the calibrated estimate made before
+    training beside the wall time of the invocations it covers."""
+    took = sum(legs[estimate.get("legs_before", 0) :])
+    text = f"Time: estimated {_minutes(estimate['wall_seconds'])}"
+    if took > 0:
+        text += f", took {_minutes(took)} ({took / max(estimate['wall_seconds'], 1e-9):.1f}x)"
+    text += (
+        f"; the estimate was calibrated before training {estimate['runs']} run(s) on "
+        f"{estimate['workers']} worker(s), on the machine as it was loaded then, and counts "
+        "training and evaluation, not the workers' start-up or the diagnostics"
+    )
+    added = runs - estimate.get("planned", runs)
+    if added > 0:
+        text += f"; the {added} run(s) the lr grid extension added later are not in it"
+    return text + "."
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from normlab.errors import NormlabError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 MIGRATIONS: dict[int, str] = {
@@ -79,6 +79,9 @@ MIGRATIONS: dict[int, str] = {
         wall_time REAL NOT NULL
     );
     """,
+    6: """
+    ALTER TABLE studies ADD COLUMN estimate TEXT;
+    """,
 }
 """Version -> SQL that brings a store from version - 1 to version.
 
@@ -91,7 +94,11 @@ v4: per run, the pack size it trained in, its device and whether it collapsed (f
 chance); table ``diagnostics``: one JSON record per run and kind (``gap``, ``stability``,
 ``noise``, ``variance_shift``).
 v5: table ``legs``: the wall time of each invocation that ran a study (a resumed study's wall
-time is the sum of its legs, not the last one's)."""
+time is the sum of its legs, not the last one's).
+v6: ``studies.estimate``: the calibrated time estimate made before the study first trained (JSON:
+estimated wall and one-worker seconds, runs covered, runs planned, workers, legs before it), so
+the report sets it beside the measured wall time; NULL for studies recorded before v6 or run
+without calibration."""
 
 
 def read_version(path: str | Path) -> int:

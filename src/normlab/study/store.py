@@ -127,6 +127,22 @@ class Store:
         query = "SELECT wall_time FROM legs WHERE study_id = ? ORDER BY finished_at"
         return [row[0] for row in self.connection.execute(query, (study_id,))]
 
+    def set_estimate(self, study_id: str, estimate: dict[str, Any]) -> None:
+        """Keep the time estimate made before ``study_id`` trained; the first one stays (a
+        resume's estimate covers only what was left)."""
+        with self.connection:
+            self.connection.execute(
+                "UPDATE studies SET estimate = ? WHERE study_id = ? AND estimate IS NULL",
+                (json.dumps(estimate, sort_keys=True), study_id),
+            )
+
+    def estimate(self, study_id: str) -> dict[str, Any] | None:
+        """The estimate :meth:`set_estimate` kept; None if none (or a store before v6)."""
+        row = self.connection.execute(
+            "SELECT estimate FROM studies WHERE study_id = ?", (study_id,)
+        ).fetchone()
+        return None if row is None or row[0] is None else json.loads(row[0])
+
     def study_spec(self, study_id: str) -> dict[str, Any]:
         row = self.connection.execute(
             "SELECT spec FROM studies WHERE study_id = ?", (study_id,)
