@@ -28,6 +28,8 @@ from .summary import cell_key
 class Verdict:
     sentences: tuple[str, ...]
     recommendation: str
+    switch_to: tuple[str, ...] = ()
+    """The levels the recommendation says to use instead of the baseline, in its order."""
 
     @property
     def paragraph(self) -> str:
@@ -187,7 +189,8 @@ def verdict(
             f"(Holm-corrected over {len(comparisons)} paired comparisons at alpha = {ALPHA})."
         )
     recommendation = _recommend(worse, better, tied, significant, baseline, axis, remedies, compare)
-    return Verdict(tuple(sentences), recommendation)
+    switch_to = tuple(dict.fromkeys(c.alternative for c in _ordered(worse, axis)))
+    return Verdict(tuple(sentences), recommendation, switch_to if significant else ())
 
 
 def _remedy_sentence(remedy: Comparison) -> str:

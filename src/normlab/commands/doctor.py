@@ -118,7 +118,11 @@ def doctor(
     ref = model_ref_from(model_ref)
     torch.manual_seed(0)
     model = build_model_from_ref(
-        ref, num_classes=dataset.num_classes, in_channels=dataset.in_channels, norm=None
+        ref,
+        num_classes=dataset.num_classes,
+        in_channels=dataset.in_channels,
+        input_shape=dataset.input_shape,
+        norm=None,
     )
     if checkpoint is not None:
         model = load_into(model, load_checkpoint(checkpoint), checkpoint)
