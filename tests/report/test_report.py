@@ -110,3 +110,19 @@ def test_readme_block_is_generated_between_markers():
 
 def test_slug_names_folders_after_the_study():
     assert slug("default: BN vs none vs LN") == "default-bn-vs-none-vs-ln"
+
+
+def test_a_keras_model_gets_the_keras_layer_beside_the_recommendation():
+    plain = build_report(study_input())
+    records = study_records(BN_WORSE_SMALL)
+    for record in records:
+        record["config"]["model_format"] = "keras"
+    report = build_report(study_input(records=records))
+    assert plain.verdict.switch_to == report.verdict.switch_to == ("gn",)
+    assert "In Keras" not in plain.verdict.recommendation
+    assert report.verdict.recommendation == (
+        f"{plain.verdict.recommendation} In Keras: gn: "
+        "`keras.layers.GroupNormalization(groups=8, epsilon=1e-05)` in place of each "
+        "`BatchNormalization()`."
+    )
+    assert "keras.layers.GroupNormalization(groups=8" in render_markdown(report)
