@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from normlab.errors import NormlabError
@@ -70,3 +71,17 @@ def test_a_file_importing_missing_keras_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "keras", None)
     with pytest.raises(NormlabError, match=r"pip install normlab\[keras\]"):
         build_model_from_ref(f"{path}:make", norm=None, **ARGS)
+
+
+def test_a_keras_factory_draws_its_weights_from_the_run_seed(tmp_path):
+    ref = write(tmp_path)
+
+    def weights(seed):
+        torch.manual_seed(seed)
+        return [
+            p.detach().clone() for p in build_model_from_ref(ref, norm=None, **ARGS).parameters()
+        ]
+
+    first, again, other = weights(3), weights(3), weights(4)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))

@@ -38,6 +38,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -241,6 +242,7 @@ def build_model_from_ref(
     for option in options:
         if not var_keyword and option not in names:
             raise NormlabError(f"model {ref!r}: the factory does not take option {option!r}")
+    _seed_keras()
     try:
         model = factory(**arguments, **options)
     except Exception as error:
@@ -256,6 +258,19 @@ def build_model_from_ref(
     if norm is None or "norm" in arguments:
         return model
     return _reach_norm(ref, model, norm, norm_options)
+
+
+def _seed_keras() -> None:
+    """Seed Keras from torch's seed (which the engine sets to the run's) when Keras is loaded.
+
+    Keras draws initial weights from its own seed (Python's ``random`` unless set), not torch's:
+    unseeded, a Keras factory's weights would change from process to process, and a run could
+    not be reproduced. ``set_random_seed`` also reseeds torch with the same seed, a no-op right
+    after ``torch.manual_seed`` (the engine and the doctor build straight after it)."""
+    keras = sys.modules.get("keras")
+    utils = getattr(keras, "utils", None)
+    if utils is not None and hasattr(utils, "set_random_seed"):
+        utils.set_random_seed(torch.initial_seed() % 2**32)
 
 
 def _from_keras(ref: str, model: Any) -> nn.Module:
