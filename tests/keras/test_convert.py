@@ -148,3 +148,18 @@ def test_keras_missing_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "keras", None)
     with pytest.raises(NormlabError, match=re.escape(f"Keras models need Keras 3: {INSTALL_HINT}")):
         from_keras(object())
+
+
+def test_a_tf_keras_model_converts_where_tensorflow_is_installed():
+    tf = pytest.importorskip("tensorflow")
+    tf_layers = tf.keras.layers
+    inputs = tf.keras.Input((6, 6, 3))
+    x = tf_layers.Conv2D(4, 3, strides=2, padding="same")(inputs)
+    x = tf_layers.BatchNormalization()(x)
+    x = tf_layers.Activation("relu")(x)
+    model = tf.keras.Model(inputs, tf_layers.Dense(3)(tf_layers.Flatten()(x)))
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.uniform(0.5, 1.5, size=w.shape) for w in model.get_weights()])
+    x = images()[:, :6, :6]
+    expected = np.asarray(model(x, training=False))
+    assert_same(converted_output(from_keras(model).eval(), x), expected)
