@@ -55,7 +55,7 @@ def fixes_for(findings: list[Finding]) -> list[str]:
     "--model",
     "model_ref",
     required=True,
-    help="pkg.module:factory, file.py:factory or a built-in name.",
+    help="pkg.module:factory, file.py:factory (a torch module or a Keras model) or a built-in name.",
 )
 @click.option("--data", default="digits", show_default=True, help="Dataset name or path.")
 @click.option("--batch-size", required=True, type=int, help="Per-step training batch size.")

@@ -49,9 +49,6 @@ from normlab.surgery import swap_norm
 
 FACTORY_ARGUMENTS = ("num_classes", "in_channels", "norm", "norm_options")
 """What normlab offers a factory; it gets those its signature accepts."""
-BY_NAME_ONLY = ("input_shape",)
-"""Offered only to a factory that names them (not through ``**kwargs``, which existing
-factories may pass on to layers that do not take them)."""
 
 KERAS = "keras"
 """:func:`model_format` of a factory that returns a Keras model."""
@@ -236,6 +233,7 @@ def build_model_from_ref(
     if norm is not None:
         offered |= {"norm": norm, "norm_options": norm_options}
     arguments = {k: v for k, v in offered.items() if var_keyword or k in names}
+    # By name only, not through **kwargs: existing factories may pass those on to layers.
     if "input_shape" in names and input_shape is not None:
         channels, height, width = input_shape
         arguments["input_shape"] = (height, width, channels)
@@ -253,7 +251,8 @@ def build_model_from_ref(
         model = _from_keras(ref, model)
     if not isinstance(model, nn.Module):
         raise NormlabError(
-            f"model {ref!r}: the factory returned a {type(model).__name__}, not a torch.nn.Module"
+            f"model {ref!r}: the factory returned a {type(model).__name__}, not a torch.nn.Module "
+            "or a Keras model"
         )
     if norm is None or "norm" in arguments:
         return model
