@@ -19,7 +19,7 @@ imports of sibling files work, as when it runs as a script). The file is loaded 
 changes. Every error is one :class:`NormlabError` line naming the reference.
 
 A Keras model (Sequential or functional) is converted by :func:`normlab.keras.from_keras` (the
-optional extra ``normlab[keras]``, imported only then); its ``BatchNormalization`` layers become
+optional extra ``normlab[keras]``; the ``keras`` library is imported only then); its ``BatchNormalization`` layers become
 ``bn_keras`` layers, which the swap replaces as any BatchNorm. Before a model file is loaded,
 ``KERAS_BACKEND`` is set to ``torch`` if unset (:func:`normlab.keras.prefer_torch_backend`), so
 that the file's ``import keras`` needs no TensorFlow.
@@ -43,6 +43,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from normlab.errors import NormlabError
+from normlab.keras import from_keras
 from normlab.keras.backend import INSTALL_HINT, is_keras_model, missing_keras, prefer_torch_backend
 from normlab.models import MODELS, build_builtin_model
 from normlab.surgery import swap_norm
@@ -273,8 +274,6 @@ def _seed_keras() -> None:
 
 
 def _from_keras(ref: str, model: Any) -> nn.Module:
-    from normlab.keras import from_keras
-
     try:
         converted = from_keras(model)
     except NormlabError as error:
