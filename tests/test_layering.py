@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("normlab",),  # the package's own __init__: the public Python API, re-exported from below
     ("study", "analysis", "report", "diagnostics"),
     ("train",),
+    ("keras",),  # Keras models converted to torch modules; train's model_ref converts with it
     ("models", "surgery", "norm_tail"),
     ("norms",),
 )
@@ -268,6 +269,8 @@ def test_cycles_are_found_through_lazy_and_relative_imports(bad_package):
         ("report", ("analysis", "train"), ("study", "diagnostics", "data", "cli")),
         ("models", ("norms", "errors"), ("data", "surgery", "train")),
         ("data", ("errors", "norms.errors"), ("norms", "train")),
+        ("keras", ("models", "norms", "errors"), ("train", "data", "study")),
+        ("train", ("keras", "models"), ("study",)),
     ],
 )
 def test_the_layer_map(package, allowed, refused):

@@ -150,7 +150,8 @@ def execution_options(command):
     default=None,
     metavar="REF",
     help="Model: a built-in name (normlab list models), 'pkg.module:factory' or "
-    "'path/to/file.py:factory'. Default: the ResNet of the write-up's seed blocks.",
+    "'path/to/file.py:factory' (returning a torch module or a Keras model: normlab[keras]). "
+    "Default: the ResNet of the write-up's seed blocks.",
 )
 @click.option(
     "--max-train",

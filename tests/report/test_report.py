@@ -142,3 +142,19 @@ def test_the_comparison_table_shows_both_intervals_and_they_agree_with_their_tes
             p = float(p_text.removesuffix(" *"))
             # An interval excludes 0 exactly when its test rejects at 0.05.
             assert (low > 0 or high < 0) == (p < 0.05)
+
+
+def test_a_keras_model_gets_the_keras_layer_beside_the_recommendation():
+    plain = build_report(study_input())
+    records = study_records(BN_WORSE_SMALL)
+    for record in records:
+        record["config"]["model_format"] = "keras"
+    report = build_report(study_input(records=records))
+    assert plain.verdict.switch_to == report.verdict.switch_to == ("gn",)
+    assert "In Keras" not in plain.verdict.recommendation
+    assert report.verdict.recommendation == (
+        f"{plain.verdict.recommendation} In Keras: gn: "
+        "`keras.layers.GroupNormalization(groups=8, epsilon=1e-05)` in place of each "
+        "`BatchNormalization()`."
+    )
+    assert "keras.layers.GroupNormalization(groups=8" in render_markdown(report)

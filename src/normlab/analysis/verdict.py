@@ -43,6 +43,8 @@ from .summary import cell_key
 class Verdict:
     sentences: tuple[str, ...]
     recommendation: str
+    switch_to: tuple[str, ...] = ()
+    """The levels the recommendation says to use instead of the baseline, in its order."""
 
     @property
     def paragraph(self) -> str:
@@ -281,7 +283,9 @@ def verdict(
             f" Beware: {baseline} diverged at its selected lr at {listed}; its numbers there "
             "count those runs at accuracy 0."
         )
-    return Verdict(tuple(sentences), recommendation)
+    switch_to = tuple(dict.fromkeys(c.alternative for c in _ordered(worse, axis)))
+    recommends_a_switch = significant and judged and tested
+    return Verdict(tuple(sentences), recommendation, switch_to if recommends_a_switch else ())
 
 
 def _remedy_line(remedy: Remedy, versus: str, margin: float) -> str:

@@ -80,7 +80,7 @@ def fix_command(
     "--model",
     "model_ref",
     required=True,
-    help="pkg.module:factory, file.py:factory or a built-in name.",
+    help="pkg.module:factory, file.py:factory (a torch module or a Keras model) or a built-in name.",
 )
 @click.option("--data", default="digits", show_default=True, help="Dataset name or path.")
 @click.option("--batch-size", required=True, type=int, help="Per-step training batch size.")
@@ -143,7 +143,11 @@ def doctor(
     ref = model_ref_from(model_ref)
     torch.manual_seed(0)
     model = build_model_from_ref(
-        ref, num_classes=dataset.num_classes, in_channels=dataset.in_channels, norm=None
+        ref,
+        num_classes=dataset.num_classes,
+        in_channels=dataset.in_channels,
+        input_shape=dataset.input_shape,
+        norm=None,
     )
     check_model_fits(model, dataset, model_ref)
     if checkpoint is not None:

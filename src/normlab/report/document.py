@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from normlab.analysis.compare import CellStats, Comparison, cell_statistics, compare_cells
 from normlab.analysis.summary import CellSummary, cell_key, full_cell
 from normlab.analysis.verdict import Verdict, adjusted, points, unadjusted, verdict
+from normlab.keras.equivalents import keras_layer
 
 from . import figures
 from .tables import Table, lr_range_table, statistics_gap_table
@@ -161,6 +162,8 @@ def build_report(study: StudyInput) -> Report:
     comparisons = compare_cells(cells, baseline)
     gaps_by_cell, gaps_by_size = _gaps(cells, study, baseline)
     result = verdict(cells, comparisons, compare, baseline, gaps=gaps_by_cell)
+    if compare == "norm" and _from_keras(study.records):
+        result = replace(result, recommendation=_in_keras_terms(result, study.records))
     noise = [d["noise"] for d in study.diagnostics.values() if "noise" in d]
     figure_list = [
         figures.accuracy_vs_batch(cells, compare),
@@ -192,6 +195,28 @@ def build_report(study: StudyInput) -> Report:
         runs=_runs(study, summaries),
         reproduction=study,
     )
+
+
+def _from_keras(records: list[dict[str, Any]]) -> bool:
+    return any(r["config"].get("model_format") == "keras" for r in records)
+
+
+def _in_keras_terms(result: Verdict, records: list[dict[str, Any]]) -> str:
+    """The recommendation with the Keras layer of each norm it recommends (the model came from
+    Keras): what the user writes in place of each ``BatchNormalization``."""
+    if not result.switch_to:
+        return result.recommendation
+    options = {r["config"].get("norm"): r["config"].get("norm_options") or {} for r in records}
+    parts = []
+    for norm in result.switch_to:
+        layer = keras_layer(norm, options.get(norm))
+        if layer is None:
+            parts.append(f"{norm} has no built-in Keras layer (normlab's `{norm}`)")
+        elif not layer:
+            parts.append(f"{norm}: remove each `BatchNormalization()`")
+        else:
+            parts.append(f"{norm}: `{layer}` in place of each `BatchNormalization()`")
+    return f"{result.recommendation} In Keras: {'; '.join(parts)}."
 
 
 def _notes(cells: list[CellStats], spec: dict[str, Any]) -> list[str]:

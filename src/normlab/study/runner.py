@@ -25,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from normlab.data import changed_files, data_fingerprint
+from normlab.data import Dataset, changed_files, data_fingerprint
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult, total_steps
 from normlab.train.device import resolve_device
+from normlab.train.model_ref import model_format
 
 from .diagnose import DEFAULT_DIAGNOSTICS
 from .dryrun import Estimate, estimate_time
@@ -80,6 +81,7 @@ def prepare(
     fingerprint = data_fingerprint(dataset)
     if fingerprint:  # file data: the content is part of every run's identity
         runs = [PlannedRun(r.config.replace(data_fingerprint=fingerprint), r.cell) for r in runs]
+    runs = _with_model_format(runs, dataset)
     check_plan(runs, dataset)
     store = open_store(Path(out_dir) / STORE_NAME)
     studies = store.study_ids()
@@ -101,6 +103,25 @@ def prepare(
     store.add_study(spec.study_id, spec.name, spec.to_dict(), dataset.files)
     store.add_runs(spec.study_id, runs)
     return store, cost_order(runs, len(dataset.y_train))
+
+
+def _with_model_format(runs: list[PlannedRun], dataset: Dataset) -> list[PlannedRun]:
+    """Mark the runs of a factory that returns a Keras model (``RunConfig.model_format``)."""
+    formats = {
+        ref: model_format(
+            ref,
+            num_classes=dataset.num_classes,
+            in_channels=dataset.in_channels,
+            input_shape=dataset.input_shape,
+        )
+        for ref in dict.fromkeys(run.config.model for run in runs)
+    }
+    return [
+        PlannedRun(run.config.replace(model_format=formats[run.config.model]), run.cell)
+        if formats[run.config.model]
+        else run
+        for run in runs
+    ]
 
 
 def run_study(

@@ -145,6 +145,7 @@ def build_model(config: RunConfig, dataset: Dataset) -> nn.Module:
             config.model,
             num_classes=dataset.num_classes,
             in_channels=dataset.in_channels,
+            input_shape=dataset.input_shape,
             norm=config.norm,
             norm_options=model_norm_options(config),
             **model_build_options(config),
