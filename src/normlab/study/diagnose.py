@@ -77,6 +77,7 @@ def diagnose_run(
             dataset.num_classes,
             final_train_loss=trace.final_train_loss,
             train_acc=trace.final_train_acc,
+            train_examples=trace.final_train_examples,
         ).to_dict()
     if not trace.finished or not batch_norm_layers(model):
         return records  # the other kinds measure layers with batch / running statistics
