@@ -9,7 +9,7 @@ training split:
 - ``gap``: test accuracy with EMA running statistics, PreciseBN statistics (over at most
   ``PRECISE_MAX_EXAMPLES`` training examples) and batch statistics at the training batch size;
 - ``variance_shift``: every BN with dropout upstream, Var_inference / Var_train of its input, and
-  the accuracy it costs;
+  the accuracy the shift costs (PreciseBN with dropout off minus PreciseBN with dropout on);
 - ``stability`` (trained runs only): loss spikes, gradient norms, divergence, collapse.
 
 Trained: one run of the default protocol's shape (depth 8, widths 16/32/64 for ``resnet``; SGD
@@ -27,7 +27,7 @@ import click
 import torch
 
 from normlab.data import Dataset
-from normlab.diagnostics import batch_stat_noise, inference_gap, variance_shift
+from normlab.diagnostics import batch_stat_noise, inference_gap, shift_cost_of, variance_shift
 from normlab.diagnostics.layers import batch_norm_layers
 from normlab.errors import NormlabError
 from normlab.norms import norm_names
@@ -125,6 +125,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             lines.append(
                 f"  {layer['name']} after {layer['dropout']} (keep "
                 f"{layer['keep_probability']:.2f}): ratio {layer['ratio']:.3f}"
+            )
+        cost = shift_cost_of(shift)
+        if cost is not None:
+            lines.append(
+                f"  the shift costs {cost:+.4f} test accuracy (PreciseBN with dropout off "
+                f"{shift['precise_acc']:.4f}, with dropout on {shift['precise_dropout_acc']:.4f}; "
+                f"EMA {shift['running_acc']:.4f})"
             )
     if "stability" in report:
         s = report["stability"]

@@ -192,12 +192,17 @@ def check_dropout_before_bn(
                 "dropouts": sorted({layer.dropout for layer in shifted}),
                 "running_acc": report.running_acc,
                 "precise_inference_acc": report.precise_acc,
-                "accuracy_cost": report.accuracy_cost,
+                "precise_dropout_acc": report.precise_dropout_acc,
+                "shift_cost": report.shift_cost,
+                "recalibration_gain": report.recalibration_gain,
             },
             fix=(
                 "move dropout after the last BN (before the classifier), as Li et al. 2019 "
-                "recommend; meanwhile recompute the statistics with dropout off (doctor --fix "
-                f"precise_bn): {report.accuracy_cost:+.3f} accuracy here"
+                f"recommend: the shift costs {report.shift_cost:+.3f} accuracy here (PreciseBN "
+                "with dropout off minus with dropout on); meanwhile recompute the statistics "
+                "with dropout off (doctor --fix precise_bn), which recovers "
+                f"{report.recalibration_gain:+.3f} against the running statistics (the EMA's "
+                "lag included)"
             ),
             severity="warning",
         )
