@@ -116,7 +116,10 @@ def test_each_planted_problem_is_found(capsys, checkpoints, factory, checkpoint,
     finding = next(f for f in report["findings"] if f["code"] == expected)
     assert finding["evidence"] and finding["fix"]
     if checkpoint == "healthy" and factory == "healthy":
-        assert codes(report) == {expected}  # the set-up problem alone, nothing templated
+        # The set-up problem alone, nothing templated; at a per-step batch below 16 BN's batch
+        # noise is above the threshold too (in between-example units, issue 23).
+        below_16 = {"bn-batch-noise"} if int(options[1]) < 16 else set()
+        assert codes(report) == {expected} | below_16
 
 
 def test_fix_writes_a_patched_copy(capsys, checkpoints, tmp_path):
@@ -191,7 +194,8 @@ def test_diagnose_trains_one_short_run(capsys, tmp_path):
     args = ["diagnose", "--model", ref("healthy"), "--batch-sizes", "16,32", "--epochs", "1"]
     assert main([*args, "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert "trained: done" in text and "noise: mean slope" in text and "stability:" in text
+    assert "trained: done" in text and "noise: error of the batch mean" in text
+    assert "slope check" in text and "stability:" in text
     report = json.loads((tmp_path / "diagnose.json").read_text())
     assert report["run"]["steps"] == 1078 // 16
     assert report["stability"]["collapsed"] is False

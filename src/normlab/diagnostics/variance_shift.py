@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
 from normlab.surgery import _PopulationStatistics, recalibrate_bn
-from normlab.train.evaluate import accuracy, chunks
+from normlab.train.evaluate import accuracy, chunks, precise_batches
 
 from .gap import precise_copy
 from .layers import batch_norm_layers, training_flags_restored
@@ -210,8 +210,8 @@ def _precise_with_dropout(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + MASK_SEED_SALT)
-            batches = (x[start:stop] for start, stop in chunks(len(x), batch_size))
-            recalibrate_bn(patched, batches)
+            # The batches of precise_copy's pass: only dropout differs between the two.
+            recalibrate_bn(patched, precise_batches(x, batch_size))
     finally:
         for hook in hooks:
             hook.remove()

@@ -278,7 +278,13 @@ def train_run(
         test_acc_batch_stats = test_acc
     else:
         test_acc_batch_stats = accuracy(
-            model, dataset.x_test, dataset.y_test, statistics="batch", batch_size=config.batch_size
+            model,
+            dataset.x_test,
+            dataset.y_test,
+            statistics="batch",
+            batch_size=config.batch_size,
+            sampler=config.sampler,
+            classes_per_batch=config.classes_per_batch,
         )
     last = epochs[-1]
     trace.finished = True
