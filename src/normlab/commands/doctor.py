@@ -1,8 +1,9 @@
 """``normlab doctor``: inspect a user's model for normalization problems, with evidence.
 
 The model is built as its factory builds it (``norm=None``), the checkpoint (if any) loaded with
-``weights_only=True``, and :func:`normlab.diagnostics.examine` runs on a fixed random sample of the data's
-training split (:data:`SAMPLE_EXAMPLES`). Each finding carries its measurement and a concrete
+``weights_only=True``, and :func:`normlab.diagnostics.examine` runs on a fixed random sample of
+the data's training split (:data:`SAMPLE_EXAMPLES`), with batches drawn as ``--sampler`` and
+``--classes-per-batch`` say training drew them. Each finding carries its measurement and a concrete
 fix; a healthy model gets "no findings".
 
 ``--fix`` writes a patched copy of the checkpoint where the fix is mechanical
