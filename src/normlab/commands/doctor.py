@@ -34,8 +34,10 @@ from normlab.train import build_model_from_ref
 from .inputs import data_from, load_checkpoint, load_into, model_ref_from, to_json
 
 SAMPLE_EXAMPLES = 512
-"""Training examples the checks measure on (a fixed random subset): enough for the noise at B x N up to 128 to be
-measured rather than extrapolated (4 x B x N examples), few enough to stay well under a minute."""
+"""Training examples the checks measure on (a fixed random subset, not the first ones, which
+can be a few classes of a class-sorted source): enough for the noise at B x N up to 128 to be
+measured rather than extrapolated (4 x B x N examples), few enough to stay well under a
+minute."""
 MECHANICAL_FIXES = {
     "frozen-bn-updating": "freeze_bn",
     "eval-train-gap": "precise_bn",
