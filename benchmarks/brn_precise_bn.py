@@ -6,8 +6,10 @@ Trains ``--norm`` (default ``brn``, with the remedies study's shortened schedule
 ``shapes`` task as ``examples/remedies.toml`` does (3,000 images, depth 8, widths 8/16/32, 6
 epochs, weight decay 5e-4; the default lr is the one that study's rerun selected for brn at
 batch 4), then measures test accuracy with (a) the EMA running statistics, (b) PreciseBN as the
-``gap`` diagnostic computes it (``recalibrate_bn`` over the first 1,024 training images in
-batches of the training batch size, r and d off during the pass), (c) the same pass with r and
+``gap`` diagnostic computes it (``recalibrate_bn`` over 1,024 training images, the first of a
+fixed permutation (``data.evaluation_permutation``; the first 1,024 in stored order before
+issue 23, when the figures in docs/PROTOCOL.md were measured), in batches of the training batch
+size, r and d off during the pass), (c) the same pass with r and
 d left on (what ``recalibrate_bn`` did before: each layer normalizes by the running statistics
 being replaced), (d) statistics recomputed layer by layer in eval mode over the same images,
 each layer's from the inputs it gets with every earlier layer already recalibrated
@@ -26,6 +28,7 @@ from unittest import mock
 import torch
 from torch import nn
 
+from normlab.data import evaluation_permutation
 from normlab.data.shapes import shapes
 from normlab.study.diagnose import PRECISE_MAX_EXAMPLES
 from normlab.surgery import _PopulationStatistics, recalibrate_bn, recalibration_targets
@@ -66,7 +69,8 @@ def main() -> None:
     torch.set_num_threads(1)
     data = shapes(num_examples=3000)
     x_test, y_test = data.x_test, data.y_test
-    x_train = data.x_train[:PRECISE_MAX_EXAMPLES]
+    # The examples and order of the gap diagnostic's pass (train.evaluate.precise_batches).
+    x_train = data.x_train[evaluation_permutation(len(data.y_train))[:PRECISE_MAX_EXAMPLES]]
     columns = ["ema", "precise", "precise, corrections on", "layer by layer", "batch"]
     results: dict[str, list[float]] = {name: [] for name in columns}
     for seed in range(args.seeds):

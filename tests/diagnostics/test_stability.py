@@ -172,7 +172,7 @@ def test_divergence_and_collapse():
     assert collapsed(chance, 0.1, 10)
     assert collapsed(chance * 1.05, 0.12, 10)
     assert not collapsed(chance, 0.3, 10)  # accuracy far above chance
-    assert not collapsed(1.2, 0.1, 10)  # loss far below ln 10
+    assert collapsed(5.0, 0.1, 10)  # at chance with a high loss: judged by accuracy alone
     assert not collapsed(math.nan, 0.1, 10)
     assert collapsed(math.log(2), 0.5, 2) and not collapsed(math.log(2), 0.6, 2)
 
@@ -192,6 +192,14 @@ def test_stability_report():
     assert at_chance.collapsed and at_chance.grad_norm_mean is None
     assert at_chance.to_dict()["collapsed"] is True
     assert at_chance.to_dict()["instability"] == 0.0  # a flat loss never rises
+    # 2 classes, 1,000 examples, 0.53: 1.9 standard errors from chance, outside the old fixed
+    # +-0.025 but inside the binomial band.
+    two = stability_report([2.0] * 30, [], 2, final_train_loss=2.0, train_acc=0.53)
+    assert not two.collapsed
+    two = stability_report(
+        [2.0] * 30, [], 2, final_train_loss=2.0, train_acc=0.53, train_examples=1000
+    )
+    assert two.collapsed
 
 
 def _records(norm, batch_size, accuracies_by_lr, seeds=2):

@@ -2,11 +2,11 @@ import pytest
 import torch
 from torch import nn
 
-from normlab.diagnostics import variance_shift
+from normlab.diagnostics import shift_cost_of, variance_shift
 from normlab.diagnostics.variance_shift import dropout_upstream
 from normlab.models import resnet
 
-from .helpers import assert_state_unchanged, state_snapshot
+from .helpers import assert_state_unchanged, state_snapshot, train_briefly
 
 
 @pytest.mark.parametrize("drop", [0.1, 0.3, 0.5])
@@ -62,6 +62,35 @@ def test_accuracy_cost_and_model_untouched():
     assert_state_unchanged(model, snapshot)
     assert len(report.layers) == 4
     assert all(layer.ratio < 0.9 for layer in report.layers)
-    assert report.accuracy_cost == pytest.approx(report.precise_acc - report.running_acc)
-    assert report.precise_dropout_acc is not None
-    assert report.to_dict()["accuracy_cost"] == report.accuracy_cost
+    assert report.shift_cost == pytest.approx(report.precise_acc - report.precise_dropout_acc)
+    assert report.recalibration_gain == pytest.approx(report.precise_acc - report.running_acc)
+    assert report.to_dict()["shift_cost"] == report.shift_cost
+
+
+def test_reported_cost_is_the_shift_not_the_ema_lag():
+    """Corrupting the running statistics (an EMA that lags far behind) changes the EMA's
+    accuracy but not the shift's cost: both PreciseBN passes replace them. Before issue 23 the
+    reported cost was PreciseBN minus EMA and moved with the corruption."""
+    torch.manual_seed(0)
+    model = resnet(
+        "bn", depth=6, widths=(4, 8), dropout=0.5, dropout_position="before_norm", num_classes=4
+    )
+    y = torch.arange(256) % 4
+    x = torch.randn(256, 1, 8, 8) + 0.5 * y.view(-1, 1, 1, 1).float()  # class = offset
+    train_briefly(model, x, y, batch_size=32, steps=60)
+    clean = variance_shift(model, x, x_eval=x, y_eval=y, batch_size=32).to_dict()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.running_mean.add_(1.0)
+    lagging = variance_shift(model, x, x_eval=x, y_eval=y, batch_size=32).to_dict()
+    assert lagging["running_acc"] != clean["running_acc"]
+    assert lagging["shift_cost"] == clean["shift_cost"]
+    assert lagging["shift_cost"] == lagging["precise_acc"] - lagging["precise_dropout_acc"]
+    assert lagging["recalibration_gain"] != clean["recalibration_gain"]
+
+
+def test_shift_cost_reads_records_of_both_versions():
+    old = {"running_acc": 0.5, "precise_acc": 0.8, "precise_dropout_acc": 0.7, "accuracy_cost": 0.3}
+    assert shift_cost_of(old) == pytest.approx(0.1)  # not the stored accuracy_cost
+    assert shift_cost_of({"layers": [], "running_acc": None}) is None

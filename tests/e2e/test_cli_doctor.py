@@ -148,7 +148,10 @@ def test_each_planted_problem_is_found(capsys, checkpoints, factory, checkpoint,
         assert argv[:2] == ["normlab", "doctor"] and argv[-1] == "--fix"
         doctor_command.make_context("doctor", argv[2:])
     if checkpoint == "healthy" and factory == "healthy":
-        assert codes(report) == {expected}  # the set-up problem alone, nothing templated
+        # The set-up problem alone, nothing templated; at a per-step batch below 16 BN's batch
+        # noise is above the threshold too (in between-example units, issue 23).
+        below_16 = {"bn-batch-noise"} if int(options[1]) < 16 else set()
+        assert codes(report) == {expected} | below_16
 
 
 def test_fix_writes_a_patched_copy(capsys, checkpoints, tmp_path):
@@ -247,7 +250,8 @@ def test_diagnose_trains_one_short_run(capsys, tmp_path):
     args = ["diagnose", "--model", ref("healthy"), "--batch-sizes", "16,32", "--epochs", "1"]
     assert main([*args, "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert "trained: done" in text and "noise: mean slope" in text and "stability:" in text
+    assert "trained: done" in text and "noise: error of the batch mean" in text
+    assert "slope check" in text and "stability:" in text
     assert "stability: instability " in text and "windows of 8 steps" in text  # 67 steps: 8 x 8
     report = json.loads((tmp_path / "diagnose.json").read_text())
     assert report["run"]["steps"] == 1078 // 16

@@ -136,7 +136,7 @@ def test_packed_precise_bn_pass_gives_each_run_its_own_recalibrated_accuracy(
     train_packed(configs, tiny_data, after_training=keep, precise_examples=64)
     for config in configs:
         trace = seen[config.run_id]
-        precise, _ = precise_copy(models[config.run_id], tiny_data.x_train[:64], 4)
+        precise, _ = precise_copy(models[config.run_id], tiny_data.x_train, 4, 64)
         alone = accuracy(precise, tiny_data.x_test, tiny_data.y_test)
         # Same batches per slice as alone; float32 rounding may flip at most a borderline image.
         assert abs(trace.precise_test_acc - alone) <= 1 / len(tiny_data.y_test)

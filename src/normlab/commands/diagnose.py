@@ -3,13 +3,15 @@
 Measurements (``normlab.diagnostics``), on the trained or loaded model and the data's fixed
 training split:
 
-- ``noise``: per BN layer, the error of mini-batch mean and variance against population
-  statistics at each of ``--batch-sizes``, its spread, and the fitted log-log ``slope`` (theory
-  -0.5 for the mean); ``mean_slope`` over layers;
+- ``noise``: per BN layer, the error of mini-batch mean (in between-example standard deviations,
+  and in population standard deviations) and variance against population statistics at each
+  of ``--batch-sizes``, its spread, the between-example share of the variance, and the fitted
+  log-log ``slope`` (-0.5 by construction for independent batches: a consistency check);
+  ``mean_slope`` over layers;
 - ``gap``: test accuracy with EMA running statistics, PreciseBN statistics (over at most
   ``PRECISE_MAX_EXAMPLES`` training examples) and batch statistics at the training batch size;
 - ``variance_shift``: every BN with dropout upstream, Var_inference / Var_train of its input, and
-  the accuracy it costs;
+  the accuracy the shift costs (PreciseBN with dropout off minus PreciseBN with dropout on);
 - ``stability`` (trained runs only): loss instability (the fraction of the run's loss windows
   whose mean rose more than 5 standard errors above the lowest before it), gradient norms,
   divergence, collapse.
@@ -29,7 +31,7 @@ import click
 import torch
 
 from normlab.data import Dataset
-from normlab.diagnostics import batch_stat_noise, inference_gap, variance_shift
+from normlab.diagnostics import batch_stat_noise, inference_gap, shift_cost_of, variance_shift
 from normlab.diagnostics.layers import batch_norm_layers
 from normlab.errors import NormlabError
 from normlab.norms import norm_names
@@ -78,9 +80,14 @@ def measure(
         return {"note": "no BatchNorm layer: batch statistics have nothing to measure"}
     x_train = dataset.x_train
     return {
-        "noise": batch_stat_noise(model, x_train, batch_sizes).to_dict(),
+        "noise": batch_stat_noise(model, x_train, batch_sizes, labels=dataset.y_train).to_dict(),
         "gap": inference_gap(
-            model, x_train[:PRECISE_MAX_EXAMPLES], dataset.x_test, dataset.y_test, batch_size
+            model,
+            x_train,
+            dataset.x_test,
+            dataset.y_test,
+            batch_size,
+            max_examples=PRECISE_MAX_EXAMPLES,
         ).to_dict(),
         "variance_shift": variance_shift(
             model, x_train, x_eval=dataset.x_test, y_eval=dataset.y_test, batch_size=batch_size
@@ -104,15 +111,22 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if "noise" in report:
         noise = report["noise"]
         lines.append(
-            f"noise: mean slope {_num(noise['mean_slope'])} (theory -0.5) over sizes "
-            f"{noise['batch_sizes']}"
+            f"noise: error of the batch mean in between-example standard deviations, over "
+            f"sizes {noise['batch_sizes']}; slope check {_num(noise['mean_slope'])} (-0.5 by "
+            "construction for independent batches: a check, not evidence about the model)"
         )
         for layer in noise["layers"]:
+            # Records written before issue 23 have only the error in units of the whole sigma.
+            between = layer.get("between_error")
             errors = ", ".join(
                 f"{b}: {e:.3f}"
-                for b, e in zip(layer["batch_sizes"], layer["mean_error"], strict=True)
+                for b, e in zip(layer["batch_sizes"], between or layer["mean_error"], strict=True)
             )
-            lines.append(f"  {layer['name']}: slope {_num(layer['slope'])}; mean error {errors}")
+            share = layer.get("between_share")
+            lines.append(
+                f"  {layer['name']}: {'between' if between else 'mean'} error {errors}"
+                + (f"; between-example share {share:.2f}" if share is not None else "")
+            )
     if "gap" in report:
         gap = report["gap"]
         lines.append(
@@ -128,6 +142,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             lines.append(
                 f"  {layer['name']} after {layer['dropout']} (keep "
                 f"{layer['keep_probability']:.2f}): ratio {layer['ratio']:.3f}"
+            )
+        cost = shift_cost_of(shift)
+        if cost is not None:
+            lines.append(
+                f"  the shift costs {cost:+.4f} test accuracy (PreciseBN with dropout off "
+                f"{shift['precise_acc']:.4f}, with dropout on {shift['precise_dropout_acc']:.4f}; "
+                f"EMA {shift['running_acc']:.4f})"
             )
     if "stability" in report:
         s = report["stability"]

@@ -1,8 +1,9 @@
 """``normlab doctor``: inspect a user's model for normalization problems, with evidence.
 
 The model is built as its factory builds it (``norm=None``), the checkpoint (if any) loaded with
-``weights_only=True``, and :func:`normlab.diagnostics.examine` runs on a sample of the data's
-training split (:data:`SAMPLE_EXAMPLES`). Each finding carries its measurement and a concrete
+``weights_only=True``, and :func:`normlab.diagnostics.examine` runs on a fixed random sample of
+the data's training split (:data:`SAMPLE_EXAMPLES`), with batches drawn as ``--sampler`` and
+``--classes-per-batch`` say training drew them. Each finding carries its measurement and a concrete
 fix; a healthy model gets "no findings".
 
 ``--fix`` writes a patched copy of the checkpoint where the fix is mechanical
@@ -21,6 +22,7 @@ from pathlib import Path
 import click
 import torch
 
+from normlab.data import SAMPLERS, evaluation_permutation
 from normlab.diagnostics import (
     Finding,
     WeightDecaySetting,
@@ -35,8 +37,10 @@ from normlab.train.model_fit import check_model_fits
 from .inputs import data_from, load_checkpoint, load_into, model_ref_from, to_json
 
 SAMPLE_EXAMPLES = 512
-"""Training examples the checks measure on: enough for the noise at B x N up to 128 to be
-measured rather than extrapolated (4 x B x N examples), few enough to stay well under a minute."""
+"""Training examples the checks measure on (a fixed random subset, not the first ones, which
+can be a few classes of a class-sorted source): enough for the noise at B x N up to 128 to be
+measured rather than extrapolated (4 x B x N examples), few enough to stay well under a
+minute."""
 MECHANICAL_FIXES = {
     "frozen-bn-updating": "freeze_bn",
     "eval-train-gap": "precise_bn",
@@ -109,6 +113,19 @@ def fix_command(
     show_default=True,
     help="Whether that weight decay also applies to norm scales/shifts.",
 )
+@click.option(
+    "--sampler",
+    default="shuffle",
+    show_default=True,
+    type=click.Choice(SAMPLERS),
+    help="How training drew its mini-batches; the checks draw theirs the same way.",
+)
+@click.option(
+    "--classes-per-batch",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Training batches held examples of exactly this many classes (with shuffle).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.option(
     "--fix", is_flag=True, help="Write a patched copy of --checkpoint (mechanical fixes)."
@@ -127,6 +144,8 @@ def doctor(
     grad_accumulation: int,
     weight_decay: float | None,
     norm_weight_decay: bool,
+    sampler: str,
+    classes_per_batch: int | None,
     as_json: bool,
     fix: bool,
     fix_output: str | None,
@@ -152,7 +171,9 @@ def doctor(
     check_model_fits(model, dataset, model_ref)
     if checkpoint is not None:
         model = load_into(model, load_checkpoint(checkpoint), checkpoint)
-    x, y = dataset.x_train[:SAMPLE_EXAMPLES], dataset.y_train[:SAMPLE_EXAMPLES]
+    # A random sample: the first examples of a class-sorted source are a few classes.
+    sample = evaluation_permutation(len(dataset.y_train))[:SAMPLE_EXAMPLES]
+    x, y = dataset.x_train[sample], dataset.y_train[sample]
     setting = None
     if weight_decay is not None:
         setting = WeightDecaySetting(weight_decay, norm_weight_decay)
@@ -164,6 +185,8 @@ def doctor(
         grad_accumulation=grad_accumulation,
         weight_decay_config=setting,
         num_train_examples=len(dataset.y_train),
+        sampler=sampler,
+        classes_per_batch=classes_per_batch,
     )
     applied = fixes_for(findings) if fix else []
     command = None

@@ -10,6 +10,7 @@ from .datasets import (
     stratified_split,
     synthetic,
 )
+from .evaluation_order import EVALUATION_SEED, evaluation_batches, evaluation_permutation
 from .fingerprint import changed_files, current_records, data_fingerprint, file_record
 from .order import SAMPLERS, batches_per_epoch, check_sampler, epoch_order
 from .registry import DATASETS, dataset_names, load_dataset, register_dataset
@@ -17,6 +18,7 @@ from .shapes import shapes
 
 __all__ = [
     "DATASETS",
+    "EVALUATION_SEED",
     "SAMPLERS",
     "Dataset",
     "augment_batch",
@@ -29,6 +31,8 @@ __all__ = [
     "dataset_names",
     "digits",
     "epoch_order",
+    "evaluation_batches",
+    "evaluation_permutation",
     "file_record",
     "from_arrays",
     "from_splits",

@@ -22,7 +22,7 @@ from .stability import (
     stability_report,
     usable_lr_range,
 )
-from .variance_shift import ShiftedLayer, VarianceShiftReport, variance_shift
+from .variance_shift import ShiftedLayer, VarianceShiftReport, shift_cost_of, variance_shift
 
 __all__ = [
     "FIX_KINDS",
@@ -50,5 +50,6 @@ __all__ = [
     "precise_copy",
     "stability_report",
     "usable_lr_range",
+    "shift_cost_of",
     "variance_shift",
 ]

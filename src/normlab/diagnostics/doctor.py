@@ -5,7 +5,8 @@ returns one :class:`~normlab.diagnostics.findings.Finding` per problem the measu
 
 Measured statistics (``checks.py``):
 
-- ``bn-batch-noise``: BN at the per-step batch size with mini-batch statistics noisier than
+- ``bn-batch-noise``: BN at the per-step batch size with mini-batch means noisier, in
+  between-example units and with batches drawn as training drew them, than
   ``checks.NOISE_THRESHOLD`` (from ``noise.py``);
 - ``ema-horizon``: the running statistics' horizon 1/momentum longer than an epoch;
 - ``eval-train-gap``: eval() accuracy below train-mode (batch statistics) accuracy, and how much
@@ -80,6 +81,8 @@ def examine(
     weight_decay_config: WeightDecaySetting | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     num_train_examples: int | None = None,
+    sampler: str = "shuffle",
+    classes_per_batch: int | None = None,
 ) -> list[Finding]:
     """Findings on ``model`` (with ``checkpoint_state`` loaded into a copy, if given) at per-step
     batch size ``batch_size``, measured on the sample (``x``, ``y``) of its training data.
@@ -88,7 +91,10 @@ def examine(
     to be measured rather than extrapolated (a few hundred is plenty). ``optimizer`` (its
     parameter groups) or ``weight_decay_config`` tell how weight decay is applied;
     ``num_train_examples`` gives the steps per epoch for the EMA horizon check (skipped
-    without it) and whether an epoch ends on a batch of one (N mod B = 1). The model passed in is never changed.
+    without it) and whether an epoch ends on a batch of one (N mod B = 1). ``sampler`` and
+    ``classes_per_batch`` say how training drew its mini-batches (``data.epoch_order``): the
+    checks draw theirs the same way. The sample should be a random one, not the first examples
+    of a possibly class-sorted source. The model passed in is never changed.
     """
     if isinstance(batch_size, bool) or batch_size < 1:
         raise NormlabError(f"doctor: batch_size must be >= 1, got {batch_size!r}")
@@ -107,11 +113,20 @@ def examine(
     findings += check_norm_weight_decay(model, optimizer, weight_decay_config)
     if batch_norm_layers(model) and batch_size >= 2:
         sizes = {*DEFAULT_BATCH_SIZES, batch_size, batch_size * grad_accumulation}
-        noise = noise_for_doctor(model, x, tuple(sorted(sizes)))
+        noise = noise_for_doctor(
+            model,
+            x,
+            tuple(sorted(sizes)),
+            labels=y,
+            sampler=sampler,
+            classes_per_batch=classes_per_batch,
+        )
         findings += check_batch_noise(noise, batch_size)
         findings += check_grad_accumulation(noise, batch_size, grad_accumulation)
         findings += check_ema_horizon(model, batch_size, num_train_examples)
-        findings += check_eval_gap(model, x, y, batch_size)
+        findings += check_eval_gap(
+            model, x, y, batch_size, sampler=sampler, classes_per_batch=classes_per_batch
+        )
         findings += check_dropout_before_bn(model, x, y, batch_size)
     return findings
 

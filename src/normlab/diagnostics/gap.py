@@ -5,10 +5,15 @@ BatchNorm", Sec. 3-4):
 
 (a) ``running``: eval mode with the EMA running statistics, what a deployed model does;
 (b) ``precise``: eval mode with PreciseBN population statistics (``surgery.recalibrate_bn`` on a
-    copy, over the training inputs, in batches of the training batch size so that upstream
-    layers normalize as in training);
-(c) ``batch``: every norm with the statistics of its test mini-batch at the training batch size
-    (``train.evaluate.accuracy(statistics="batch")``), what the network was trained with.
+    copy, over the training inputs in a fixed random order, in batches of the training batch
+    size so that upstream layers normalize as in training);
+(c) ``batch``: every norm with the statistics of its test mini-batch at the training batch size,
+    the batches drawn as training draws them (``train.evaluate.accuracy(statistics="batch")``
+    with the run's sampler), what the network was trained with.
+
+Neither pass reads the data in stored order (``data.evaluation_order``): on a class-sorted source
+the first training examples hold a few classes, and consecutive test examples form batches of
+one class.
 
 (a) - (b) is what the EMA costs (it lags the weights and is dominated by the last batches);
 (b) - (c) is what population statistics cost against the batch noise training adapted to.
@@ -26,7 +31,7 @@ from torch import nn
 
 from normlab.errors import NormlabError
 from normlab.surgery import recalibrate_bn
-from normlab.train.evaluate import accuracy, chunks
+from normlab.train.evaluate import accuracy, precise_batches
 
 
 @dataclass(frozen=True)
@@ -64,14 +69,15 @@ class GapReport:
 
 
 def precise_copy(
-    model: nn.Module, x_train: torch.Tensor, batch_size: int
+    model: nn.Module, x_train: torch.Tensor, batch_size: int, max_examples: int | None = None
 ) -> tuple[nn.Module, float]:
-    """A copy of ``model`` recalibrated by PreciseBN over ``x_train`` in batches of
-    ``batch_size``, and the seconds it took (copy included). ``model`` is not touched."""
+    """A copy of ``model`` recalibrated by PreciseBN over ``x_train`` (its first
+    ``max_examples`` in a fixed random order, default all: ``train.evaluate.precise_batches``)
+    in batches of ``batch_size``, and the seconds it took (copy included). ``model`` is not
+    touched."""
     started = time.perf_counter()
     patched = copy.deepcopy(model)
-    batches = (x_train[start:stop] for start, stop in chunks(len(x_train), batch_size))
-    recalibrate_bn(patched, batches)
+    recalibrate_bn(patched, precise_batches(x_train, batch_size, max_examples))
     return patched, time.perf_counter() - started
 
 
@@ -81,24 +87,40 @@ def inference_gap(
     x_eval: torch.Tensor,
     y_eval: torch.Tensor,
     batch_size: int,
+    *,
+    max_examples: int | None = None,
+    sampler: str = "shuffle",
+    classes_per_batch: int | None = None,
 ) -> GapReport:
     """Accuracy on (``x_eval``, ``y_eval``) with (a) running, (b) PreciseBN and (c) batch
-    statistics at ``batch_size`` (the training batch size). ``model`` is left unchanged.
+    statistics at ``batch_size`` (the training batch size; ``sampler`` and
+    ``classes_per_batch`` the training run's, for the batches of (c)). ``model`` is left
+    unchanged.
 
-    PreciseBN goes over all of ``x_train`` (pass a slice to make it cheaper: Wu & Johnson find
-    about 10^4 examples enough) and its wall time is reported in ``precise_seconds``.
+    PreciseBN goes over ``max_examples`` of ``x_train`` drawn at random (default all; Wu &
+    Johnson find about 10^4 examples enough) and its wall time is reported in
+    ``precise_seconds``.
     """
     if batch_size < 2:
         raise NormlabError(f"inference_gap: batch_size must be >= 2, got {batch_size}")
     running_acc = accuracy(model, x_eval, y_eval)
-    precise, seconds = precise_copy(model, x_train, batch_size)
+    precise, seconds = precise_copy(model, x_train, batch_size, max_examples)
+    batch_acc = accuracy(
+        model,
+        x_eval,
+        y_eval,
+        statistics="batch",
+        batch_size=batch_size,
+        sampler=sampler,
+        classes_per_batch=classes_per_batch,
+    )
     return GapReport(
         running_acc=running_acc,
         precise_acc=accuracy(precise, x_eval, y_eval),
-        batch_acc=accuracy(model, x_eval, y_eval, statistics="batch", batch_size=batch_size),
+        batch_acc=batch_acc,
         batch_size=batch_size,
         precise_seconds=seconds,
-        precise_examples=len(x_train),
+        precise_examples=len(x_train) if max_examples is None else min(len(x_train), max_examples),
     )
 
 

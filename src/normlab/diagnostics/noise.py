@@ -2,35 +2,49 @@
 
 BN normalizes each training example with the statistics of its mini-batch, so at batch size B
 every example sees a noisy estimate of the statistics it is evaluated with at inference. This
-measures that noise per BN layer, as a function of B, on the model as given.
+measures that noise per BN layer, as a function of B, on the model as given, with mini-batches
+drawn as training draws them.
 
 Method. One forward pass over ``x`` in eval mode (every BN normalizes with its running
 statistics, dropout off): each BN layer's input is then a fixed function of the example, so the
 noise measured is the sampling noise of the batch statistic alone, not its feedback through
 upstream BN layers. A forward pre-hook keeps, per example i and channel c, the mean m_ic and the
 biased variance v_ic over the spatial positions. The population statistics are those of all of
-``x`` (the estimator of ``surgery.recalibrate_bn``, i.e. PreciseBN's)::
+``x`` (the estimator of ``surgery.recalibrate_bn``, i.e. PreciseBN's), and the law of total
+variance splits each channel's variance into a between-example and a within-example part::
 
-    mu_c  = mean_i m_ic,    var_c = mean_i v_ic + var_i m_ic        (law of total variance)
+    mu_c = mean_i m_ic,    var_c = b_c + w_c,    b_c = var_i m_ic,    w_c = mean_i v_ic
 
-A mini-batch S of B examples (drawn without replacement, ``batches_per_size`` per B) has
-``mu_Bc = mean_{i in S} m_ic`` and ``var_Bc = mean_{i in S} v_ic + mean_{i in S} (m_ic - mu_Bc)^2``
-(the biased variance BN normalizes with), and the relative errors, averaged over channels::
+A mini-batch S of B examples has ``mu_Bc = mean_{i in S} m_ic`` and
+``var_Bc = mean_{i in S} v_ic + mean_{i in S} (m_ic - mu_Bc)^2`` (the biased variance BN
+normalizes with). The batches are drawn as the run draws its training batches
+(``data.epoch_order`` with its ``sampler``, ``classes_per_batch`` and labels; ``batches_per_size``
+per B): with ``classes_per_batch`` the examples of a batch are correlated, and the noise is
+larger than for independent examples. Reported per B, averaged over channels, the mean over
+batches and its standard deviation across batches (the spread) of::
 
-    mean error      = mean_c |mu_Bc - mu_c| / sqrt(var_c)
+    between error   = mean_c |mu_Bc - mu_c| / sqrt(b_c)     (between-example units)
+    mean error      = mean_c |mu_Bc - mu_c| / sqrt(var_c)   (the shift of BN's output)
     variance error  = mean_c |var_Bc / var_c - 1|
 
-Channels with ``var_c`` below the layer's eps (dead channels) are left out: BN's output there is
-set by eps, not by the statistics. Reported per B: the mean over batches and its standard
-deviation across batches (the spread).
+Only the positions of one example are averaged within it, so the batch mean's noise comes from
+the between-example part alone: ``between error`` is in the units in which a batch of B
+independent examples has ``E|mu_B - mu| / s = sqrt(2 / (pi B))`` (``expected_mean_error``), the
+scale of the doctor's threshold. ``mean error`` divides by a sigma that includes the
+within-example spatial variance (between-example share ``b_c / var_c``: 5.5-28% on ResNet-20
+with shapes), so it is smaller by ``sqrt(share)`` and is not comparable with that threshold.
+Channels with ``var_c`` below the layer's eps (dead channels) are left out, and from the between
+error also channels with ``b_c`` below eps (no between-example variation to be noisy about).
 
-Slope. ``mu_B - mu`` is the mean of B draws of ``m_i - mu`` (between-example variance s^2), so
-``Var(mu_B) = s^2 / B * (N - B) / (N - 1)`` and, by the central limit theorem,
-``E|mu_B - mu| ~= sqrt(2 / pi) * s / sqrt(B)``: ``log error = const - 0.5 log B`` while
-B << N. The variance's error is dominated by the same 1/sqrt(B) term (plus an O(1/B) bias), so
-its slope tends to -0.5 too. Only batch sizes with ``B <= N / 4`` are measured, where the
-finite-population factor ``sqrt((N - B) / (N - 1))`` stays above 0.86; the slope is the least
-squares fit of log(mean error) on log(B). ``mean_slope`` averages the layers' slopes.
+Slope: a consistency check, not evidence about the model. For i.i.d. batches ``Var(mu_B) =
+s^2 / B * (N - B) / (N - 1)``, so ``log error = const - 0.5 log B`` holds by construction
+whatever the model (the finite population alone moves it to about -0.52 over 2..N/4); a
+measured slope far from -0.5 with the ``shuffle`` sampler means a bug, and with
+``classes_per_batch`` it shows the correlated batches (a flatter slope: the between-class part
+of the noise does not shrink with B). Only batch sizes with ``B <= N / 4`` are measured, where
+the finite-population factor ``sqrt((N - B) / (N - 1))`` stays above 0.86 (and sizes the
+sampler cannot fill, e.g. ``B < classes_per_batch``, are skipped); the slope is the least
+squares fit of log(error) on log(B). ``mean_slope`` averages the layers' slopes.
 """
 
 from __future__ import annotations
@@ -43,6 +57,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from normlab.data import epoch_order
 from normlab.errors import NormlabError
 from normlab.train.evaluate import chunks
 
@@ -70,8 +85,16 @@ class LayerNoise:
     """mean over batches of mean_c |var_B / var - 1|."""
     variance_error_std: tuple[float, ...]
     slope: float | None
-    """Least squares slope of log(mean error) on log(B); theory -0.5. None: fewer than 2 sizes."""
+    """Least squares slope of log(mean error) on log(B): -0.5 by construction for i.i.d.
+    batches (a check, module docstring). None: fewer than 2 sizes."""
     variance_slope: float | None
+    between_share: float
+    """Mean over measured channels of b_c / var_c, the between-example share of the variance."""
+    between_error: tuple[float, ...]
+    """mean over batches of mean_c |mu_B - mu| / sqrt(b_c): between-example units, the scale
+    of ``expected_mean_error`` and of the doctor's threshold."""
+    between_error_std: tuple[float, ...]
+    between_slope: float | None
 
 
 @dataclass(frozen=True)
@@ -85,14 +108,24 @@ class NoiseReport:
     batches_per_size: int
     num_examples: int
     mean_slope: float | None
-    """Mean of the layers' slopes (None when no layer has one)."""
+    """Mean of the layers' slopes (None when no layer has one): a consistency check."""
+    sampler: str = "shuffle"
+    """How the batches were drawn (``data.epoch_order``), with ``classes_per_batch``."""
+    classes_per_batch: int | None = None
 
     def mean_error_at(self, batch_size: int) -> float:
         """The mean's relative error at ``batch_size``, averaged over layers (0 if no layers)."""
+        return self._averaged("mean_error", batch_size)
+
+    def between_error_at(self, batch_size: int) -> float:
+        """The mean's error in between-example units at ``batch_size``, averaged over layers."""
+        return self._averaged("between_error", batch_size)
+
+    def _averaged(self, field: str, batch_size: int) -> float:
         if batch_size not in self.batch_sizes:
             raise NormlabError(f"batch size {batch_size} was not measured ({self.batch_sizes})")
         index = self.batch_sizes.index(batch_size)
-        errors = [layer.mean_error[index] for layer in self.layers if layer.measured_channels]
+        errors = [getattr(layer, field)[index] for layer in self.layers if layer.measured_channels]
         return float(np.mean(errors)) if errors else 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,57 +181,102 @@ def _slope(batch_sizes: list[int], errors: list[float]) -> float | None:
     return float(np.polyfit(log_sizes, log_errors, 1)[0])
 
 
+def sampled_batches(
+    num_examples: int,
+    batch_size: int,
+    count: int,
+    *,
+    seed: int = 0,
+    sampler: str = "shuffle",
+    labels: torch.Tensor | None = None,
+    classes_per_batch: int | None = None,
+) -> torch.Tensor | None:
+    """``count`` training batches (count, batch_size) of indices, drawn as a run seeded ``seed``
+    draws them (``data.epoch_order``, epoch after epoch); None when the sampler cannot draw a
+    batch of this size from these examples (e.g. ``batch_size < classes_per_batch``)."""
+    rows: list[torch.Tensor] = []
+    drawn, epoch = 0, 0
+    while drawn < count:
+        try:
+            order = epoch_order(
+                seed,
+                epoch,
+                num_examples,
+                batch_size,
+                sampler,
+                labels=labels,
+                classes_per_batch=classes_per_batch,
+            )
+        except NormlabError:
+            if epoch == 0:
+                return None
+            raise
+        rows.append(order)
+        drawn += len(order)
+        epoch += 1
+    return torch.cat(rows)[:count]
+
+
+def _relative_errors(
+    batch_means: torch.Tensor, population_mean: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """Per batch, mean over channels of |mu_B - mu| / scale (0 without any channel)."""
+    if not scale.numel():
+        return torch.zeros(len(batch_means), dtype=torch.float64)
+    return ((batch_means.mean(dim=1) - population_mean).abs() / scale).mean(dim=1)
+
+
 def _layer_noise(
     name: str,
     eps: float,
     means: torch.Tensor,
     variances: torch.Tensor,
-    batch_sizes: list[int],
-    batches_per_size: int,
-    generator: torch.Generator,
+    batches: dict[int, torch.Tensor],
 ) -> LayerNoise:
     population_mean = means.mean(dim=0)
-    population_var = variances.mean(dim=0) + means.var(dim=0, correction=0)
+    between = means.var(dim=0, correction=0)
+    population_var = variances.mean(dim=0) + between
     alive = population_var > eps
-    means, variances = means[:, alive], variances[:, alive]
-    population_mean, population_var = population_mean[alive], population_var[alive]
-    sigma = population_var.sqrt()
-    rows: dict[str, list[float]] = {key: [] for key in ("mean", "mean_std", "var", "var_std")}
-    num_examples = len(means)
-    for batch_size in batch_sizes:
-        index = torch.stack(
-            [
-                torch.randperm(num_examples, generator=generator)[:batch_size]
-                for _ in range(batches_per_size)
-            ]
-        )
-        if not alive.any():
-            # Every channel dead: no error to measure, and reducing over no channel makes torch
-            # warn ("degrees of freedom is <= 0"). The draws above keep the seeded stream of
-            # the later layers as it was.
-            for key in rows:
-                rows[key].append(0.0)
-            continue
+    varying = alive & (between > eps)  # channels whose per-example means vary
+    rows: dict[str, list[float]] = {
+        key: [] for key in ("mean", "mean_std", "var", "var_std", "between", "between_std")
+    }
+    for index in batches.values():
         batch_means, batch_variances = means[index], variances[index]  # (K, B, C)
-        mu_batch = batch_means.mean(dim=1)
+        mean_error = _relative_errors(
+            batch_means[..., alive], population_mean[alive], population_var[alive].sqrt()
+        )
+        between_error = _relative_errors(
+            batch_means[..., varying], population_mean[varying], between[varying].sqrt()
+        )
         var_batch = batch_variances.mean(dim=1) + batch_means.var(dim=1, correction=0)
-        mean_error = ((mu_batch - population_mean).abs() / sigma).mean(dim=1)
-        variance_error = (var_batch / population_var - 1).abs().mean(dim=1)
-        rows["mean"].append(float(mean_error.mean()))
-        rows["mean_std"].append(float(mean_error.std(correction=0)))
-        rows["var"].append(float(variance_error.mean()))
-        rows["var_std"].append(float(variance_error.std(correction=0)))
+        variance_error = (var_batch[:, alive] / population_var[alive] - 1).abs().mean(dim=1)
+        if not alive.any():
+            variance_error = torch.zeros(len(index), dtype=torch.float64)
+        for key, values in (
+            ("mean", mean_error),
+            ("var", variance_error),
+            ("between", between_error),
+        ):
+            rows[key].append(float(values.mean()))
+            rows[f"{key}_std"].append(float(values.std(correction=0)))
+    sizes = list(batches)
+    share = between[alive] / population_var[alive]
     return LayerNoise(
         name=name,
         num_channels=int(alive.numel()),
         measured_channels=int(alive.sum()),
-        batch_sizes=tuple(batch_sizes),
+        batch_sizes=tuple(sizes),
         mean_error=tuple(rows["mean"]),
         mean_error_std=tuple(rows["mean_std"]),
         variance_error=tuple(rows["var"]),
         variance_error_std=tuple(rows["var_std"]),
-        slope=_slope(batch_sizes, rows["mean"]),
-        variance_slope=_slope(batch_sizes, rows["var"]),
+        slope=_slope(sizes, rows["mean"]),
+        variance_slope=_slope(sizes, rows["var"]),
+        between_share=float(share.mean()) if alive.any() else 0.0,
+        between_error=tuple(rows["between"]),
+        between_error_std=tuple(rows["between_std"]),
+        between_slope=_slope(sizes, rows["between"]),
     )
 
 
@@ -208,38 +286,62 @@ def batch_stat_noise(
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
     batches_per_size: int = 32,
     seed: int = 0,
+    *,
+    labels: torch.Tensor | None = None,
+    sampler: str = "shuffle",
+    classes_per_batch: int | None = None,
 ) -> NoiseReport:
-    """Per BN layer, the relative error of mini-batch mean and variance against the population
-    statistics over ``x``, for each batch size, with its spread and log-log slope.
+    """Per BN layer, the error of mini-batch mean (in between-example units and in units of the
+    population standard deviation) and variance against the population statistics over ``x``,
+    for each batch size, with its spread and log-log slope.
 
-    See the module docstring for the definitions and the -0.5 slope. Sizes above ``len(x) / 4``
-    are skipped (listed in ``skipped_batch_sizes``). Nothing of ``model`` changes: no parameter,
-    no buffer, no training flag. Batches are drawn from a generator seeded with ``seed``.
+    See the module docstring for the definitions and the -0.5 slope. Batches are drawn as a run
+    seeded ``seed`` with ``sampler`` and ``classes_per_batch`` draws its training batches
+    (``labels``, one per example of ``x``, are needed by ``balanced`` and
+    ``classes_per_batch``). Sizes above ``len(x) / 4``, or that the sampler cannot fill, are
+    skipped (listed in ``skipped_batch_sizes``). Nothing of ``model`` changes: no parameter, no
+    buffer, no training flag.
     """
     if batches_per_size < 2:
         raise NormlabError(f"batches_per_size must be >= 2, got {batches_per_size}")
     limit = len(x) // MAX_BATCH_FRACTION
-    measured = sorted({int(b) for b in batch_sizes if 2 <= b <= limit})
-    skipped = tuple(sorted({int(b) for b in batch_sizes} - set(measured)))
-    generator = torch.Generator().manual_seed(seed)
+    requested = sorted({int(b) for b in batch_sizes})
+    batches: dict[int, torch.Tensor] = {}
+    for size in requested:
+        if not 2 <= size <= limit:
+            continue
+        drawn = sampled_batches(
+            len(x),
+            size,
+            batches_per_size,
+            seed=seed,
+            sampler=sampler,
+            labels=None if labels is None else labels.cpu(),
+            classes_per_batch=classes_per_batch,
+        )
+        if drawn is not None:
+            batches[size] = drawn
+    skipped = tuple(size for size in requested if size not in batches)
     eps = {name: module.eps for name, module in batch_norm_layers(model)}
-    moments = layer_input_moments(model, x) if measured else {}
+    moments = layer_input_moments(model, x) if batches else {}
     layers = tuple(
-        _layer_noise(name, eps[name], means, variances, measured, batches_per_size, generator)
+        _layer_noise(name, eps[name], means, variances, batches)
         for name, (means, variances) in moments.items()
     )
     slopes = [layer.slope for layer in layers if layer.slope is not None]
     return NoiseReport(
         layers=layers,
-        batch_sizes=tuple(measured),
+        batch_sizes=tuple(batches),
         skipped_batch_sizes=skipped,
         batches_per_size=batches_per_size,
         num_examples=len(x),
         mean_slope=float(np.mean(slopes)) if slopes else None,
+        sampler=sampler,
+        classes_per_batch=classes_per_batch,
     )
 
 
 def expected_mean_error(batch_size: int) -> float:
-    """E|mu_B - mu| / sigma for i.i.d. Gaussian examples without spatial positions:
-    sqrt(2 / (pi B)), the scale the doctor's noise threshold is stated in."""
+    """E|mu_B - mu| / s for B i.i.d. Gaussian per-example means of standard deviation s:
+    sqrt(2 / (pi B)), the between-example units the doctor's noise threshold is stated in."""
     return math.sqrt(2.0 / (math.pi * batch_size))

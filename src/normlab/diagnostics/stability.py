@@ -19,7 +19,7 @@ import numpy as np
 
 from normlab.errors import NormlabError
 from normlab.train.collapse import COLLAPSE_ACCURACY_MARGIN as COLLAPSE_ACCURACY_MARGIN
-from normlab.train.collapse import COLLAPSE_LOSS_TOLERANCE as COLLAPSE_LOSS_TOLERANCE
+from normlab.train.collapse import COLLAPSE_BAND_Z as COLLAPSE_BAND_Z
 from normlab.train.collapse import collapsed as collapsed
 from normlab.train.engine import EXPLODED_LOSS_FACTOR
 from normlab.train.gradients import global_gradient_norm as global_gradient_norm
@@ -169,11 +169,14 @@ def stability_report(
     *,
     final_train_loss: float | None,
     train_acc: float | None,
+    train_examples: int | None = None,
 ) -> StabilityReport:
     """Loss instability (:func:`loss_rises`), gradient-norm mean and (population) variance, divergence and collapse of a run.
 
     ``final_train_loss`` and ``train_acc`` are the last epoch's (None for a run that did not
-    finish). Non-finite gradient norms are left out of the mean and variance.
+    finish), ``train_examples`` the examples that accuracy was counted over (collapse is judged
+    against chance with a binomial band for that many; :func:`collapsed`). Non-finite gradient
+    norms are left out of the mean and variance.
     """
     finite = np.array([g for g in grad_norms if math.isfinite(g)], dtype=np.float64)
     diverged_at = divergence_step(step_losses, num_classes)
@@ -188,7 +191,7 @@ def stability_report(
         grad_norm_mean=float(finite.mean()) if finite.size else None,
         grad_norm_variance=float(finite.var()) if finite.size else None,
         diverged_at=diverged_at,
-        collapsed=finished and collapsed(final_train_loss, train_acc, num_classes),
+        collapsed=finished and collapsed(final_train_loss, train_acc, num_classes, train_examples),
     )
 
 

@@ -23,15 +23,20 @@ module contains the BN (same block or path: a dropout in a block does not count 
 block's BNs; one in the model's root counts for every later BN). For those BNs the input
 variance per channel is measured over ``x`` twice, with every BN in eval mode (fixed running
 statistics, so that only dropout differs): dropout in training mode (seeded masks), then off.
-The cost in test accuracy is ``precise_acc - running_acc``: the same weights with running
-statistics recomputed in inference mode (PreciseBN, dropout off, Li et al.'s fix) against the
-EMA statistics accumulated with dropout on. ``precise_dropout_acc`` recomputes them with
-dropout on: the difference to ``running_acc`` is the EMA's lag, not the shift.
+
+The shift's own cost in test accuracy is ``shift_cost = precise_acc - precise_dropout_acc``: the
+same weights with running statistics recomputed by PreciseBN over the same batches, once in
+inference mode (dropout off, Li et al.'s fix) and once with dropout on (what the EMA estimates,
+without its lag). ``recalibration_gain = precise_acc - running_acc`` is what recomputing with
+dropout off recovers against the EMA: the shift plus the EMA's lag, so it is not the shift's
+cost (before issue 23 it was reported as ``accuracy_cost``; :func:`shift_cost_of` reads records
+of both versions).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,7 +46,7 @@ from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
 from normlab.surgery import _PopulationStatistics, recalibrate_bn
-from normlab.train.evaluate import accuracy, chunks
+from normlab.train.evaluate import accuracy, chunks, precise_batches
 
 from .gap import precise_copy
 from .layers import batch_norm_layers, training_flags_restored
@@ -83,14 +88,37 @@ class VarianceShiftReport:
     """Running statistics recomputed with dropout on (the EMA's target, without its lag)."""
 
     @property
-    def accuracy_cost(self) -> float | None:
-        """precise_acc - running_acc: accuracy recovered by recomputing with dropout off."""
+    def shift_cost(self) -> float | None:
+        """precise_acc - precise_dropout_acc: the accuracy the variance shift itself costs."""
+        if self.precise_acc is None or self.precise_dropout_acc is None:
+            return None
+        return self.precise_acc - self.precise_dropout_acc
+
+    @property
+    def recalibration_gain(self) -> float | None:
+        """precise_acc - running_acc: what recomputing with dropout off recovers against the
+        EMA (the shift and the EMA's lag together)."""
         if self.running_acc is None or self.precise_acc is None:
             return None
         return self.precise_acc - self.running_acc
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "accuracy_cost": self.accuracy_cost}
+        return {
+            **asdict(self),
+            "shift_cost": self.shift_cost,
+            "recalibration_gain": self.recalibration_gain,
+        }
+
+
+def shift_cost_of(record: Mapping[str, Any]) -> float | None:
+    """The shift's own cost from a stored ``variance_shift`` record of any version: computed
+    from its ``precise_acc`` and ``precise_dropout_acc`` (records written before issue 23 carry
+    an ``accuracy_cost`` that is ``precise_acc - running_acc``, the EMA's lag included, and is
+    not read)."""
+    precise, with_dropout = record.get("precise_acc"), record.get("precise_dropout_acc")
+    if precise is None or with_dropout is None:
+        return None
+    return float(precise) - float(with_dropout)
 
 
 def execution_order(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module]]:
@@ -182,8 +210,8 @@ def _precise_with_dropout(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + MASK_SEED_SALT)
-            batches = (x[start:stop] for start, stop in chunks(len(x), batch_size))
-            recalibrate_bn(patched, batches)
+            # The batches of precise_copy's pass: only dropout differs between the two.
+            recalibrate_bn(patched, precise_batches(x, batch_size))
     finally:
         for hook in hooks:
             hook.remove()

@@ -215,7 +215,11 @@ def batch_noise(noise: list[dict[str, Any]]) -> Figure:
         axes.set_xlabel("batch size")
         axes.set_ylabel("relative error of the batch mean")
         axes.legend(fontsize=8)
-    caption = "Mean over BN layers; slope -1/2 on log axes is the independent-examples law."
+    caption = (
+        "Mean over BN layers, in population standard deviations; slope -1/2 on log axes is "
+        "the independent-examples law, which i.i.d. batches follow by construction: a "
+        "consistency check, not evidence about the model."
+    )
     return Figure(name, title, caption, _png(figure))
 
 

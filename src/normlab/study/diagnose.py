@@ -46,8 +46,9 @@ OPTIONAL_DIAGNOSTICS = ("noise", "variance_shift")
 DIAGNOSTIC_KINDS = (*DEFAULT_DIAGNOSTICS, *OPTIONAL_DIAGNOSTICS)
 
 PRECISE_MAX_EXAMPLES = 1024
-"""Training examples the PreciseBN pass of ``gap`` goes over (the first ones of the fixed
-training split). Wu & Johnson (2021) find population statistics converge within ~10^4
+"""Training examples the PreciseBN pass of ``gap`` goes over (a fixed random subset of the
+training split, ``data.evaluation_permutation``: its first examples can be a few classes of a
+class-sorted source). Wu & Johnson (2021) find population statistics converge within ~10^4
 examples on ImageNet; digits' whole training split (1,078) is just above this cap, and a
 32x32 set of thousands is cut to it so that the pass stays a small fraction of a run."""
 
@@ -77,13 +78,21 @@ def diagnose_run(
             dataset.num_classes,
             final_train_loss=trace.final_train_loss,
             train_acc=trace.final_train_acc,
+            train_examples=trace.final_train_examples,
         ).to_dict()
     if not trace.finished or not batch_norm_layers(model):
         return records  # the other kinds measure layers with batch / running statistics
     if "gap" in kinds and config.batch_size >= 2:
         records["gap"] = _gap(config, model, dataset, trace).to_dict()
     if "noise" in kinds:
-        records["noise"] = batch_stat_noise(model, dataset.x_train, seed=config.seed).to_dict()
+        records["noise"] = batch_stat_noise(
+            model,
+            dataset.x_train,
+            seed=config.seed,
+            labels=dataset.y_train,
+            sampler=config.sampler,
+            classes_per_batch=config.classes_per_batch,
+        ).to_dict()
     if "variance_shift" in kinds:
         records["variance_shift"] = variance_shift(
             model,
@@ -99,11 +108,12 @@ def diagnose_run(
 def _gap(config: RunConfig, model: nn.Module, dataset: Dataset, trace: TrainingTrace) -> GapReport:
     """:func:`normlab.diagnostics.inference_gap` reusing the run's own test accuracies (and the
     PreciseBN accuracy when its pack computed it for all its runs in one pass)."""
-    x_precise = dataset.x_train[:PRECISE_MAX_EXAMPLES]
     if trace.precise_test_acc is not None:
         precise_acc, seconds = trace.precise_test_acc, trace.precise_seconds or 0.0
     else:
-        precise, seconds = precise_copy(model, x_precise, config.batch_size)
+        precise, seconds = precise_copy(
+            model, dataset.x_train, config.batch_size, PRECISE_MAX_EXAMPLES
+        )
         precise_acc = accuracy(precise, dataset.x_test, dataset.y_test)
     running = trace.test_acc
     if running is None:
@@ -111,7 +121,13 @@ def _gap(config: RunConfig, model: nn.Module, dataset: Dataset, trace: TrainingT
     batch = trace.test_acc_batch_stats
     if batch is None:
         batch = accuracy(
-            model, dataset.x_test, dataset.y_test, statistics="batch", batch_size=config.batch_size
+            model,
+            dataset.x_test,
+            dataset.y_test,
+            statistics="batch",
+            batch_size=config.batch_size,
+            sampler=config.sampler,
+            classes_per_batch=config.classes_per_batch,
         )
     return GapReport(
         running_acc=running,
@@ -119,5 +135,5 @@ def _gap(config: RunConfig, model: nn.Module, dataset: Dataset, trace: TrainingT
         batch_acc=batch,
         batch_size=config.batch_size,
         precise_seconds=seconds,
-        precise_examples=len(x_precise),
+        precise_examples=min(len(dataset.y_train), PRECISE_MAX_EXAMPLES),
     )

@@ -281,11 +281,18 @@ def train_run(
         test_acc_batch_stats = test_acc
     else:
         test_acc_batch_stats = accuracy(
-            model, dataset.x_test, dataset.y_test, statistics="batch", batch_size=config.batch_size
+            model,
+            dataset.x_test,
+            dataset.y_test,
+            statistics="batch",
+            batch_size=config.batch_size,
+            sampler=config.sampler,
+            classes_per_batch=config.classes_per_batch,
         )
     last = epochs[-1]
     trace.finished = True
     trace.final_train_loss, trace.final_train_acc = last.train_loss, last.train_acc
+    trace.final_train_examples = int(seen)  # the last epoch's, behind its train accuracy
     trace.test_acc, trace.test_acc_batch_stats = test_acc, test_acc_batch_stats
     result = RunResult(
         run_id=config.run_id,
@@ -299,7 +306,9 @@ def train_run(
         wall_time=train_time,
         images_per_sec=step * config.batch_size / train_time if train_time > 0 else 0.0,
         epochs=epochs,
-        collapsed=collapsed(last.train_loss, last.train_acc, dataset.num_classes),
+        collapsed=collapsed(
+            last.train_loss, last.train_acc, dataset.num_classes, trace.final_train_examples
+        ),
     )
     return with_diagnostics(result, after_training, config, model, dataset, trace)
 

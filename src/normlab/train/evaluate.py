@@ -1,18 +1,23 @@
-"""Accuracy of a model with a chosen statistics mode.
+"""Accuracy of a model with a chosen statistics mode, and the batches PreciseBN reads.
 
 ``running``: eval mode, normalization layers use their running (EMA) statistics — what a deployed
 model does. ``batch``: normalization layers compute statistics of each test mini-batch (train
-mode) while dropout stays off and no running statistic is touched. The gap between the two is
+mode) while dropout stays off and no running statistic is touched; the mini-batches are drawn as
+training draws them (``data.evaluation_batches``: the run's sampler and ``classes_per_batch``,
+a fixed seed), never in stored order, which is often class-sorted. The gap between the two is
 the first BN diagnostic: how far the EMA statistics are from what the network was trained with.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from normlab.data import evaluation_batches, evaluation_permutation
 
 STATISTICS_MODES = ("running", "batch")
 
@@ -41,6 +46,18 @@ def batch_statistics_view(model: nn.Module) -> nn.Module:
     return view
 
 
+def precise_batches(
+    x: torch.Tensor, batch_size: int, max_examples: int | None = None
+) -> Iterator[torch.Tensor]:
+    """PreciseBN's batches over ``x``: the first ``max_examples`` (default all) of a fixed,
+    seeded permutation (``data.evaluation_permutation``), in that order, in batches of
+    ``batch_size`` (a trailing batch of one joins the previous one). Drawn lazily: over a
+    large training set only one batch is copied at a time."""
+    order = evaluation_permutation(len(x))[:max_examples]
+    for start, stop in chunks(len(order), batch_size):
+        yield x[order[start:stop].to(x.device)]
+
+
 @torch.no_grad()
 def accuracy(
     model: nn.Module,
@@ -48,20 +65,35 @@ def accuracy(
     y: torch.Tensor,
     statistics: str = "running",
     batch_size: int = 512,
+    *,
+    sampler: str = "shuffle",
+    classes_per_batch: int | None = None,
 ) -> float:
     """Fraction of ``x`` classified as ``y`` using ``statistics`` (``running`` or ``batch``).
 
-    With ``batch`` statistics ``batch_size`` should be the training batch size: that is the
-    statistic noise the network was trained with. ``model`` itself is left unchanged.
+    With ``batch`` statistics, ``batch_size``, ``sampler`` and ``classes_per_batch`` should be
+    the training run's: every example is evaluated once, in a mini-batch drawn as training
+    draws them (``data.evaluation_batches``), so that each sees the statistic noise the network
+    was trained with. ``model`` itself is left unchanged.
     """
     if statistics not in STATISTICS_MODES:
         raise ValueError(f"statistics must be one of {STATISTICS_MODES}, got {statistics!r}")
     was_training = model.training
-    evaluated = batch_statistics_view(model) if statistics == "batch" else model.eval()
-    correct = sum(
-        predict_correct(evaluated, x[start:stop], y[start:stop])
-        for start, stop in chunks(len(y), batch_size)
-    )
+    if statistics == "batch":
+        evaluated = batch_statistics_view(model)
+        batches = evaluation_batches(
+            len(y), batch_size, sampler, labels=y, classes_per_batch=classes_per_batch
+        )
+        correct = 0
+        for index in batches:
+            index = index.to(y.device)
+            correct += predict_correct(evaluated, x[index], y[index])
+    else:
+        evaluated = model.eval()
+        correct = sum(
+            predict_correct(evaluated, x[start:stop], y[start:stop])
+            for start, stop in chunks(len(y), batch_size)
+        )
     model.train(was_training)
     return correct / len(y)
 

@@ -185,6 +185,7 @@ def train_packed(
     loss_sums = torch.zeros(count, dtype=torch.float64, device=device)
     correct = torch.zeros(count, dtype=torch.long, device=device)
     seen = [0] * count
+    last_seen = [0] * count  # examples behind each run's last recorded train accuracy
     step, train_time = 0, 0.0
     while step < steps_total and any(live):
         started = time.perf_counter()
@@ -250,6 +251,7 @@ def train_packed(
             # What LambdaLR leaves in the run's param group after this epoch's last step.
             for k in recording:
                 config = configs[k]
+                last_seen[k] = seen[k]
                 curves[k].append(
                     EpochRecord(
                         epoch=streams.epochs[k],
@@ -277,10 +279,13 @@ def train_packed(
             packed.unpack_into(k, models[k])
             result = dataclasses.replace(
                 result,
-                collapsed=collapsed(last.train_loss, last.train_acc, dataset.num_classes),
+                collapsed=collapsed(
+                    last.train_loss, last.train_acc, dataset.num_classes, last_seen[k]
+                ),
             )
             traces[k].finished = True
             traces[k].final_train_loss, traces[k].final_train_acc = last.train_loss, last.train_acc
+            traces[k].final_train_examples = last_seen[k]
             traces[k].test_acc = result.test_acc
             traces[k].test_acc_batch_stats = result.test_acc_batch_stats
             if precise is not None:

@@ -13,13 +13,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from normlab.data import Dataset
+from normlab.data import Dataset, evaluation_batches
 from normlab.norms import norm_entry
 from normlab.surgery import recalibrate_bn, recalibration_targets
 
 from .config import RunConfig
 from .engine import diverged_result, validation_loss_error
-from .evaluate import chunks
+from .evaluate import chunks, precise_batches
 from .packed_model import PackedDropout, PackedModel
 from .result import EpochRecord, RunResult
 
@@ -31,14 +31,23 @@ def _replicate(x: torch.Tensor, count: int) -> torch.Tensor:
 
 @torch.no_grad()
 def correct_counts(
-    packed: PackedModel, x: torch.Tensor, y: torch.Tensor, ranges: list[tuple[int, int]]
+    packed: PackedModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batches: Sequence[tuple[int, int] | torch.Tensor],
 ) -> list[int]:
-    """Examples of ``x`` each run classifies as ``y``, over the chunks ``ranges``, in the mode
-    ``packed`` is in (eval: running statistics; train: batch statistics of each chunk)."""
+    """Examples of ``x`` each run classifies as ``y``, over ``batches`` (``[start, stop)`` ranges
+    or index tensors), in the mode ``packed`` is in (eval: running statistics; train: batch
+    statistics of each batch)."""
     total = torch.zeros(packed.count, dtype=torch.long, device=y.device)
-    for start, stop in ranges:
-        logits = packed(_replicate(x[start:stop], packed.count))
-        total += (logits.argmax(dim=2) == y[start:stop]).sum(dim=1)
+    for batch in batches:
+        if isinstance(batch, torch.Tensor):
+            index = batch.to(y.device)
+            inputs, targets = x[index], y[index]
+        else:
+            inputs, targets = x[batch[0] : batch[1]], y[batch[0] : batch[1]]
+        logits = packed(_replicate(inputs, packed.count))
+        total += (logits.argmax(dim=2) == targets).sum(dim=1)
     return total.tolist()
 
 
@@ -61,11 +70,12 @@ def precise_test_accuracies(
 ) -> tuple[list[float], float] | None:
     """Every run's test accuracy after PreciseBN, from one pass over the pack, and its seconds.
 
-    The pass is :func:`~normlab.surgery.recalibrate_bn` on a copy of ``packed`` over the first
-    ``examples`` training images in batches of ``batch_size``, replicated into every run's
-    slice: each run's layers see exactly the batches they see when the run alone is
-    recalibrated (``diagnostics.precise_copy``). None (the caller recalibrates run by run) when
-    the packed layers are not one stacked layer per layer of a run's own ``model``."""
+    The pass is :func:`~normlab.surgery.recalibrate_bn` on a copy of ``packed`` over
+    ``examples`` training images of a fixed permutation in batches of ``batch_size``
+    (``evaluate.precise_batches``), replicated into every run's slice: each run's layers see
+    exactly the batches they see when the run alone is recalibrated
+    (``diagnostics.precise_copy``). None (the caller recalibrates run by run) when the packed
+    layers are not one stacked layer per layer of a run's own ``model``."""
     own, stacked = recalibration_targets(model), recalibration_targets(packed)
     if not own or len(own) != len(stacked):
         return None
@@ -74,9 +84,9 @@ def precise_test_accuracies(
         return None
     started = time.perf_counter()
     precise = copy.deepcopy(packed)
-    x = dataset.x_train[:examples]
     batches = (
-        _replicate(x[start:stop], packed.count) for start, stop in chunks(len(x), batch_size)
+        _replicate(batch, packed.count)
+        for batch in precise_batches(dataset.x_train, batch_size, examples)
     )
     recalibrate_bn(precise, batches)
     precise.eval()
@@ -119,9 +129,17 @@ def finish(
     test_correct = correct_counts(packed, dataset.x_test, dataset.y_test, test_ranges)
     batch_correct = test_correct
     if not norm_entry(configs[0].norm).train_equals_eval:
-        batch_ranges = chunks(len(dataset.y_test), configs[0].batch_size)
+        # Batches drawn as training draws them (sampler and classes_per_batch are shared by
+        # the pack; the draw's seed is fixed), as evaluate.accuracy draws them for a run alone.
+        batches = evaluation_batches(
+            len(dataset.y_test),
+            configs[0].batch_size,
+            configs[0].sampler,
+            labels=dataset.y_test,
+            classes_per_batch=configs[0].classes_per_batch,
+        )
         view = _batch_statistics_view(packed)
-        batch_correct = correct_counts(view, dataset.x_test, dataset.y_test, batch_ranges)
+        batch_correct = correct_counts(view, dataset.x_test, dataset.y_test, batches)
     num_test = len(dataset.y_test)
     for k in pending:
         config = configs[k]

@@ -36,6 +36,9 @@ class TrainingTrace:
     final_train_loss: float | None = None
     """Mean training loss of the last epoch (None when the run did not finish)."""
     final_train_acc: float | None = None
+    final_train_examples: int | None = None
+    """Examples of the last epoch, over which ``final_train_acc`` was counted (collapse is
+    judged against a binomial band for this many)."""
     test_acc: float | None = None
     """The run's test accuracy with running statistics (as in its result), when finished."""
     test_acc_batch_stats: float | None = None
@@ -76,8 +79,8 @@ class RunResult:
     device: str = "cpu"
     """Where it trained (``cpu`` or ``cuda``)."""
     collapsed: bool | None = None
-    """Finished at chance (final train loss about ln(classes), accuracy about 1/classes); None
-    when not judged (a run that did not finish)."""
+    """Finished at chance (last epoch's train accuracy within a binomial band of 1/classes,
+    ``train.collapse``); None when not judged (a run that did not finish)."""
     diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Diagnostic records by kind (``gap``, ``stability``, ``noise``, ``variance_shift``), plain
     JSON-able dicts; the store keeps one row per kind."""
