@@ -68,6 +68,16 @@ def test_usable_lr_range_allows_for_seed_noise():
     assert usable_lr_range(single, margin=0.0).decades == 0.0
 
 
+def test_a_cell_that_diverged_at_every_lr_has_no_usable_range():
+    # Before: every mean 0, so every lr was "within the margin" of the best: the widest range
+    # of the table, touching both edges of the grid.
+    diverged = [record(lr, s, 0.0, status="diverged") for lr in (0.01, 0.1) for s in (0, 1)]
+    (summary,) = summarize(diverged)
+    assert usable_lr_range(summary) is None
+    table = lr_range_table([summary])
+    assert table.rows[0][1] == "none (every run diverged)"
+
+
 def test_report_shows_collapse_lr_range_and_precise_bn():
     spec = {
         "base": {"dataset": "synthetic", "depth": 8, "widths": [4], "epochs": 1},

@@ -104,3 +104,20 @@ def test_other_factors_get_no_remedy_sentence():
         {("mabn", 2): below_gn(0.001, 0.002, 0.0, 0.001, 0.002)}, compare="dropout"
     )
     assert "Remedies" not in text and "keep BN with" not in recommendation
+
+
+def test_precise_bn_counts_the_baselines_diverged_seed_as_the_cell_does():
+    # Seed 4 of bn diverged: no gap record. Before, PreciseBN was paired over seeds 0-3 alone
+    # (its mean inflated, its test "equivalent"); the cell counts the seed at accuracy 0.
+    bn = [*BN[:4], None]
+    stats = cell_statistics(seed_records({("bn", 2): bn, ("gn", 2): GN}))
+    base = next(c for c in stats if c.label == "bn")
+    precise = below_gn(0.001, 0.0, 0.002, 0.001, 0.0)
+    gaps = {
+        s: {"running_acc": BN[s], "precise_acc": precise[s], "batch_acc": 0.9} for s in range(4)
+    }
+    (remedy,) = rank_remedies(stats, "bn", "gn", gaps)
+    assert remedy.name == "bn + PreciseBN" and remedy.comparison.seeds == 5
+    assert remedy.comparison.differences[4] == -GN[4]  # accuracy 0 minus gn's
+    assert not remedy.equivalent
+    assert base.test_by_seed[4] == 0.0

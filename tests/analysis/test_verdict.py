@@ -120,3 +120,19 @@ def test_a_significant_win_over_one_alternative_is_not_called_no_difference():
         result.recommendation
         == "Recommendation: keep bn; no alternative beats it significantly here."
     )
+
+
+def test_a_context_with_too_few_seeds_does_not_silence_the_others():
+    # Batch 2 has 5 paired seeds, batch 4 only 2. Before: "With 2 seed(s) per cell ... none of
+    # them significant", then a significant difference at batch 2.
+    from synthetic_records import seed_records
+
+    gn = [0.93, 0.94, 0.935, 0.925, 0.93]
+    bn = list(np.subtract(gn, [0.05, 0.051, 0.049, 0.05, 0.05]))
+    cells = cell_statistics(
+        seed_records({("bn", 2): bn, ("gn", 2): gn, ("bn", 4): bn[:2], ("gn", 4): gn[:2]})
+    )
+    result = verdict(cells, compare_cells(cells, "bn"), "norm", "bn")
+    assert "With 2 seed(s) per cell" not in result.paragraph
+    assert "bn against gn at batch size 4 (2 seed(s))" in result.paragraph
+    assert re.search(r"batch size 2, bn's test accuracy is 5\.\d points below gn", result.paragraph)

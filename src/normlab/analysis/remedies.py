@@ -94,9 +94,13 @@ def rank_remedies(
         for c in members
         if c.label not in (baseline, versus) and keeps_bn(c.label)
     }
-    if baseline_gaps:
+    base = next((c for c in members if c.label == baseline), None)
+    if baseline_gaps and base is not None:
+        # Every seed of the baseline's cell: a run that diverged has no gap record (nothing to
+        # recalibrate) and keeps the accuracy it counts with in the cell, DIVERGED_ACCURACY.
         candidates[f"{baseline}{PRECISE_SUFFIX}"] = {
-            seed: gap["precise_acc"] for seed, gap in baseline_gaps.items()
+            seed: baseline_gaps[seed]["precise_acc"] if seed in baseline_gaps else accuracy
+            for seed, accuracy in base.test_by_seed.items()
         }
     drafts = []
     for name, by_seed in candidates.items():

@@ -287,7 +287,7 @@ class LearningRateRange:
     """The range ends at the largest lr tried: it may extend above the grid."""
 
 
-def usable_lr_range(summary: CellSummary, margin: float = 0.01) -> LearningRateRange:
+def usable_lr_range(summary: CellSummary, margin: float = 0.01) -> LearningRateRange | None:
     """The widest contiguous interval of the cell's lr grid whose mean validation accuracy
     (diverged runs as 0, as in lr selection) is within ``margin`` of the best, plus a noise
     allowance: the standard error of the difference of the two means, sqrt(s_b^2 / n_b + s^2 /
@@ -296,13 +296,16 @@ def usable_lr_range(summary: CellSummary, margin: float = 0.01) -> LearningRateR
     allowance, not a test. Ties go to the interval holding the selected lr. A range that touches
     an end of the grid is marked (it may continue beyond it). BN's claimed benefit (Ioffe &
     Szegedy 2015; Bjorck et al. 2018) is a wider range. ``normlab.diagnostics.usable_lr_range``
-    (on raw run records) applies the margin alone.
+    (on raw run records) applies the margin alone. None when the best mean is 0: every run
+    diverged, and no lr is usable (every lr would otherwise be "within the margin" of 0).
     """
     grid = sorted(summary.val_by_lr)
     means = [summary.val_by_lr[lr] for lr in grid]
     errors = [_standard_error(summary.val_accs_by_lr.get(lr, ())) for lr in grid]
     best_index = grid.index(summary.selected_lr)
     best = means[best_index]
+    if best <= DIVERGED_ACCURACY:
+        return None
     candidates = []
     start = None
     usable = [

@@ -87,12 +87,17 @@ def _p(comparison: Comparison) -> str:
 
 
 def precise_gain(cell: CellStats, gaps: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
-    """PreciseBN - EMA test accuracy of ``cell``'s seeds that have a gap record (``gaps``: seed
-    -> ``GapReport.to_dict()``), paired by seed: mean difference and its 95% t-interval, with
-    the mean EMA, PreciseBN and batch-statistics accuracies; None without any."""
-    found = [gaps[s] for s in cell.test_by_seed if s in gaps]
-    if not found:
+    """PreciseBN - EMA test accuracy of ``cell``'s seeds (``gaps``: seed ->
+    ``GapReport.to_dict()``), paired by seed: mean difference and its 95% t-interval, with the
+    mean EMA, PreciseBN and batch-statistics accuracies; None without any gap record. A seed
+    without a record (a run that diverged: nothing to recalibrate) counts with the accuracy it
+    has in the cell under all three, so the means agree with the cell's."""
+    if not any(s in gaps for s in cell.test_by_seed):
         return None
+    found = [
+        gaps.get(s, {f"{key}_acc": accuracy for key in ("running", "precise", "batch")})
+        for s, accuracy in cell.test_by_seed.items()
+    ]
     differences = [g["precise_acc"] - g["running_acc"] for g in found]
     means = {
         key: statistics.fmean(g[f"{key}_acc"] for g in found)
@@ -153,11 +158,23 @@ def verdict(
                     _list_where(_ordered(found, axis), axis), kind, compare, baseline
                 )
             )
-    seeds = min(c.seeds for c in comparisons)
-    if seeds < MIN_SEEDS_FOR_CI:
+    untested = [c for c in comparisons if c.seeds < MIN_SEEDS_FOR_CI]
+    if len(untested) == len(comparisons):
+        seeds = max(c.seeds for c in comparisons)
         sentences.append(
             f"With {seeds} seed(s) per cell there are no confidence intervals and no tests: the "
             "differences below are point estimates, none of them significant."
+        )
+    elif untested:
+        sentences.append(
+            f"Fewer than {MIN_SEEDS_FOR_CI} paired seeds, so no interval and no test, for "
+            + "; ".join(
+                f"{c.baseline} against {c.alternative}"
+                + (f" at {_where(c.context)}" if c.context else "")
+                + f" ({c.seeds} seed(s))"
+                for c in _ordered(untested, axis)
+            )
+            + ": those differences are point estimates, none of them significant."
         )
     for cell in diverged_cells(cells):
         if cell_key(cell.context) in by_context:

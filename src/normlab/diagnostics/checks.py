@@ -254,7 +254,7 @@ def check_grad_accumulation(
             title=(
                 f"gradient accumulation x{accumulation}: BN statistics see {batch_size} "
                 f"examples, not {effective} (mean error {at_step[worst]:.2f} vs "
-                f"{at_effective[worst]:.2f} sigma in {worst})"
+                f"{at_effective[worst]:.2f} between-example sd in {worst})"
             ),
             evidence={
                 "per_step_batch": batch_size,

@@ -168,7 +168,12 @@ def lr_range_table(
                 for s in members
                 if _row_label(s, rows, columns) == row and s.cell.get(columns) == column
             ]
-            line.append(_lr_range(match[0]) if match else "—")
+            if not match:
+                line.append("—")
+            else:
+                line.append(
+                    "none (every run diverged)" if match[0] is None else _lr_range(match[0])
+                )
         body.append(line)
     header = [rows, *(f"{columns} {c}" for c in column_levels)]
     title = (

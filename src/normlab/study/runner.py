@@ -143,7 +143,8 @@ def run_study(
     workers; Ray: 1). ``execution``: packing and device (``work.Execution``); with packing on,
     a unit is a pack of compatible runs, whose results all arrive when the pack finishes. It
     gets the spec's observation options (:func:`observed`). ``calibrate``: time the runs to
-    train before training them (as ``--dry-run`` does), for the ETA and the report's estimate.
+    train before training them (as ``--dry-run`` does), for the ETA and the report's estimate;
+    local executor on the CPU only.
     """
     check_options(executor, workers, threads)
     execution = execution or Execution()
@@ -163,7 +164,8 @@ def run_study(
         units = work_units([run.config for run in todo], execution.pack)
         tracker.add([[c.run_id for c in unit] for unit in units], unit_costs(units))
         estimate = None
-        if calibrate and todo and _on_cpu(execution):
+        # Ray trains on the cluster's machines: timing this one would say nothing about them.
+        if calibrate and todo and executor == "local" and _on_cpu(execution):
             tracker.set_phase("calibrating")
             estimate = _calibrate(spec, store, runs, todo, execution.pack, workers, threads)
         if estimate is not None:
