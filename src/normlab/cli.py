@@ -43,7 +43,9 @@ from normlab.study import (
 )
 from normlab.study.dryrun import describe_plan, estimate_time
 from normlab.study.executors import check_execution
+from normlab.study.lock import hold_folder, refuse_if_held
 from normlab.study.plan import check_study
+from normlab.study.ray_executor import check_ray_reachable
 from normlab.study.work import PACK_MODES, Execution
 from normlab.train import RunResult
 from normlab.train.device import DEVICES
@@ -195,15 +197,22 @@ def run(
 
 def _plan_or_run(spec: StudySpec, dry_run: bool, **execution: Any) -> None:
     check_execution(execution["executor"], Execution(execution["pack"], execution["device"]))
-    runs, dataset = check_study(spec)  # every check before any training or any write
-    if dry_run:
+    if dry_run:  # writes nothing: runs beside a study that holds OUT
+        runs, dataset = check_study(spec)
         workers = execution["workers"] or os.cpu_count() or 1
         pack = execution["pack"]
         estimate = estimate_time(runs, dataset, workers, execution["threads"], pack)
         for line in describe_plan(spec, runs, dataset, estimate, pack):
             stdout.print(line, markup=False, soft_wrap=True)
         return
-    _run_and_report(spec, **execution)
+    # Integrity first, fast and without a trace: a held OUT and an unreachable Ray head are
+    # refused before the data is loaded; the driver then holds OUT through the report.
+    refuse_if_held(execution["out_dir"])
+    if execution["executor"] == "ray":
+        check_ray_reachable(execution["address"])
+    with hold_folder(execution["out_dir"]):
+        check_study(spec)  # every check before any training or any write
+        _run_and_report(spec, **execution)
 
 
 @cli.command()

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from normlab.study import STORE_NAME, executors, open_store, run_study, spec_from_dict
-from normlab.study.store import MIGRATIONS, read_version
+from normlab.study.store import MIGRATIONS, SCHEMA_VERSION, read_version
 from normlab.train import RunResult
 
 
@@ -114,7 +114,7 @@ def test_a_version_4_store_gains_the_legs_table(tmp_path):
         assert store.legs("old") == []
         store.add_leg("old", 12.5)
         assert store.legs("old") == [12.5] and store.study_name("old") == "old study"
-    assert read_version(path) == 5
+    assert read_version(path) == SCHEMA_VERSION
 
 
 def test_a_foreign_study_is_named_not_hashed(tmp_path, monkeypatch):

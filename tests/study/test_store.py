@@ -121,7 +121,7 @@ def test_a_version_1_store_is_migrated_forward_keeping_its_runs(tmp_path):
     with open_store(path) as store:
         (record,) = store.records("old")
         columns = {row[1] for row in store.connection.execute("PRAGMA table_info(runs)")}
-    assert read_version(path) == SCHEMA_VERSION == 5
+    assert read_version(path) == SCHEMA_VERSION == 6
     assert (record["run_id"], record["status"], record["test_acc"]) == (
         run.config.run_id,
         "done",

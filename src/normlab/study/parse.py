@@ -47,6 +47,7 @@ SET_ELSEWHERE = {
     "dataset": "one study has one dataset: set it under [run]",
     "dataset_options": "one study has one dataset: set it under [run]",
     "data_fingerprint": "set by normlab from the content of the data files",
+    "model_fingerprint": "set by normlab from the content of the model's files",
 }
 
 
@@ -148,7 +149,7 @@ class _Parser:
             if key in ("lr", "seed"):
                 raise self.fail(path, SET_ELSEWHERE[key])
             self.known({key: value}, sorted(RUN_FIELDS - {"lr", "seed"}), ("run",))
-            if key == "data_fingerprint":
+            if key in ("data_fingerprint", "model_fingerprint"):
                 raise self.fail(path, SET_ELSEWHERE[key])
             if key == "norm_options":
                 values[key], per_norm = self.fixed_norm_options(value, path)

@@ -13,6 +13,8 @@ importable on every node (installed there, or shipped with a Ray ``runtime_env``
 from __future__ import annotations
 
 import os
+import socket
+import time
 from collections.abc import Sequence
 
 from normlab.errors import NormlabError
@@ -28,10 +30,69 @@ from .work import (
     work_units,
 )
 
+CONNECT_SECONDS = 10.0
+"""How long the driver waits for a Ray head's port to accept a connection before refusing: a
+head that is up answers in milliseconds; 10 s leaves room for a loaded machine or a slow
+network, well under the 30 s a user should wait to learn that nothing listens."""
+
 
 def resolve_address(address: str | None) -> str:
     """``--address``, else ``$RAY_ADDRESS``, else ``"auto"``."""
     return address or os.environ.get("RAY_ADDRESS") or "auto"
+
+
+def check_ray_reachable(address: str | None, seconds: float = CONNECT_SECONDS) -> None:
+    """Refuse, in at most about ``seconds``, an address where no Ray head answers, or ``auto``
+    with no cluster to join; called before the output folder or the store is touched.
+
+    The check opens a TCP connection to the head's GCS port (nothing is sent): ``ray.init``
+    against an address where nothing listens retries for minutes. A port that answers but is not
+    a Ray head is left to ``ray.init``."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise NormlabError(
+            "--executor ray needs Ray on the driver and the cluster: pip install 'normlab[ray]'"
+        ) from None
+    given = resolve_address(address)
+    target = given.removeprefix("ray://")
+    if target == "auto":
+        target = _started_here()
+    host, colon, port = target.rpartition(":")
+    if not colon or not port.isdigit():
+        raise NormlabError(f"--address {given}: not a Ray head address HOST:PORT")
+    deadline = time.monotonic() + seconds
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            with socket.create_connection(
+                (host.strip("[]"), int(port)), timeout=max(remaining, 0.1)
+            ):
+                return
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            if time.monotonic() + 0.5 >= deadline:
+                raise NormlabError(
+                    f"--address {given}: no Ray head answered within {seconds:.0f} s ({reason}); "
+                    "start one with 'ray start --head' or pass the head's --address"
+                ) from None
+            time.sleep(0.5)  # a head that is starting opens its port within seconds
+
+
+def _started_here() -> str:
+    """The address of the cluster ``ray start`` last started on this machine."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        found = canonicalize_bootstrap_address("auto")
+    except Exception:  # ConnectionError when none; the private API may also change
+        found = None
+    if not found:
+        raise NormlabError(
+            "--executor ray: no Ray cluster to join (no --address, no $RAY_ADDRESS, and no "
+            "cluster started here by 'ray start --head')"
+        )
+    return found
 
 
 def run_ray(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from normlab.errors import NormlabError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 MIGRATIONS: dict[int, str] = {
@@ -79,6 +79,10 @@ MIGRATIONS: dict[int, str] = {
         wall_time REAL NOT NULL
     );
     """,
+    6: """
+    ALTER TABLE studies ADD COLUMN model_files TEXT;
+    ALTER TABLE studies ADD COLUMN model_fingerprint TEXT;
+    """,
 }
 """Version -> SQL that brings a store from version - 1 to version.
 
@@ -91,7 +95,11 @@ v4: per run, the pack size it trained in, its device and whether it collapsed (f
 chance); table ``diagnostics``: one JSON record per run and kind (``gap``, ``stability``,
 ``noise``, ``variance_shift``).
 v5: table ``legs``: the wall time of each invocation that ran a study (a resumed study's wall
-time is the sum of its legs, not the last one's)."""
+time is the sum of its legs, not the last one's).
+v6: the model files a study was planned on (``studies.model_files``, JSON list as for data, with
+``<distribution>==<version>`` entries for installed packages) and the model fingerprint its runs
+carry (``studies.model_fingerprint``); both NULL for studies recorded before v6, which adopt the
+current files on their next resume and keep their runs' ids (fingerprint "")."""
 
 
 def read_version(path: str | Path) -> int:

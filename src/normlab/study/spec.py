@@ -107,7 +107,15 @@ FACTOR_KEYS = tuple(
     f.name
     for f in fields(RunConfig)
     if f.name
-    not in ("lr", "seed", "dataset", "dataset_options", "norm_options", "data_fingerprint")
+    not in (
+        "lr",
+        "seed",
+        "dataset",
+        "dataset_options",
+        "norm_options",
+        "data_fingerprint",
+        "model_fingerprint",
+    )
 )
 """Factors other than norm options: run-config fields (lr and seed are the protocol's and the
 seeds'; one study has one dataset)."""

@@ -77,6 +77,10 @@ class RunConfig:
     data_fingerprint: str = ""
     """Content hash of the data files the run reads, set by the planner ("" for built-in data):
     a changed file gives new runs, never results mixed across data."""
+    model_fingerprint: str = ""
+    """Content hash of a ``file.py:factory`` or ``pkg.module:factory`` model's source files (and
+    package version), set by the planner ("" for built-in models): a changed model gives new runs
+    (``train/model_files.py``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -118,6 +122,12 @@ class RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **changes})
 
 
-ADDED_FIELDS = ("model", "augment", "classes_per_batch", "data_fingerprint")
+ADDED_FIELDS = (
+    "model",
+    "augment",
+    "classes_per_batch",
+    "data_fingerprint",
+    "model_fingerprint",
+)
 """RunConfig fields added after the first release (see :meth:`RunConfig.identity`)."""
 _DEFAULTS = {f.name: f.default for f in fields(RunConfig) if f.name in ADDED_FIELDS}
