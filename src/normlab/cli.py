@@ -77,7 +77,9 @@ def execution_options(command):
         default=DEFAULT_OUT,
         show_default=True,
         type=click.Path(file_okay=False),
-        help="Output folder: normlab.db (SQLite) and report.md.",
+        help="Output folder: normlab.db (SQLite) and report.md. One driver at a time: a second "
+        "run or study on a folder in use is refused, naming the holder (normlab report and "
+        "export work meanwhile).",
     )(command)
     command = click.option(
         "--workers",
@@ -96,7 +98,8 @@ def execution_options(command):
     command = click.option(
         "--address",
         default=None,
-        help="Ray head address (default: $RAY_ADDRESS, else the cluster `ray start` started here).",
+        help="Ray head address (default: $RAY_ADDRESS, else the cluster `ray start` started "
+        "here); one where no head answers within 10 s is refused before OUT is touched.",
     )(command)
     command = click.option(
         "--threads",
@@ -109,8 +112,9 @@ def execution_options(command):
     command = click.option(
         "--force-new",
         is_flag=True,
-        help="OUT holds a different study: add this one alongside it (runs with identical "
-        "configs are shared, not retrained) instead of refusing.",
+        help="OUT holds a different study, or this study on data or model files that changed "
+        "since: add this one alongside it (runs with identical configs are shared, not "
+        "retrained) instead of refusing.",
     )(command)
     command = click.option("--quiet", is_flag=True, help="No progress bar or per-run lines.")(
         command

@@ -263,3 +263,24 @@ def test_pack_size_device_collapse_and_diagnostics_are_recorded(tmp_path):
         found = store.diagnostics("s")
     assert (record["pack_size"], record["device"], record["collapsed"]) == (16, "cpu", 0)
     assert found == {run.config.run_id: {"gap": {"precise_acc": 0.52, "running_acc": 0.5}}}
+
+
+def test_a_version_5_store_gains_model_columns_unknown_for_its_studies(tmp_path):
+    path = tmp_path / "normlab.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+        + "".join(MIGRATIONS[v] + f"INSERT INTO schema_version VALUES ({v});" for v in range(1, 6))
+    )
+    db.execute("INSERT INTO studies VALUES ('old', 'old study', '{}', 0, NULL)")
+    db.commit()
+    db.close()
+    with open_store(path) as store:
+        assert store.study_model("old") is None  # recorded before v6: unknown, not empty
+        store.adopt_model("old", [("/m/net.py", 10, "ab")])
+        assert store.study_model("old") == ([("/m/net.py", 10, "ab")], "")
+        store.add_study(
+            "new", "new", {}, model_files=[("/m/net.py", 10, "ab")], model_fingerprint="f"
+        )
+        assert store.study_model("new") == ([("/m/net.py", 10, "ab")], "f")
+    assert read_version(path) == SCHEMA_VERSION == 6
