@@ -120,11 +120,20 @@ def _acquire(folder: Path) -> int:
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+        "command": _command(),
     }
     os.ftruncate(descriptor, 0)
     os.pwrite(descriptor, json.dumps(holder).encode(), 0)
     return descriptor
+
+
+def _command() -> str:
+    """This process's command line as a user would type it (``python -m normlab.cli`` and the
+    console script both read ``normlab``)."""
+    if not sys.argv:
+        return ""
+    name = Path(sys.argv[0]).name
+    return shlex.join(["normlab" if name in ("cli.py", "__main__.py") else name, *sys.argv[1:]])
 
 
 def _try_lock(descriptor: int, kind: int) -> bool:

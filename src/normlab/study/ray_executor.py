@@ -36,6 +36,11 @@ head that is up answers in milliseconds; 10 s leaves room for a loaded machine o
 network, well under the 30 s a user should wait to learn that nothing listens."""
 
 
+HEAD_CHECK_SECONDS = 5.0
+"""While no result arrives, how often the driver checks that the head still answers (and how long
+it waits for it): a head that went away stops the study in seconds, not at Ray's own timeout."""
+
+
 def resolve_address(address: str | None) -> str:
     """``--address``, else ``$RAY_ADDRESS``, else ``"auto"``."""
     return address or os.environ.get("RAY_ADDRESS") or "auto"
@@ -132,6 +137,7 @@ def run_ray(
     try:
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+        gcs = ray.get_runtime_context().gcs_address
         task = ray.remote(_train_with_payload).options(num_cpus=threads, max_retries=0)
         payload_ref = ray.put(payload)
         queue = list(reversed(work_units(configs, execution.pack)))
@@ -143,7 +149,9 @@ def run_ray(
                     for config in unit:
                         on_dispatch(config)
                     in_flight[task.remote(train, payload_ref, unit, threads, execution)] = unit
-                done, _ = ray.wait(list(in_flight), num_returns=1)
+                done, _ = ray.wait(list(in_flight), num_returns=1, timeout=HEAD_CHECK_SECONDS)
+                if not done:
+                    _check_head(gcs, address)  # nothing finished for a while: is the head there?
                 for ref in done:
                     unit = in_flight.pop(ref)
                     try:
@@ -152,6 +160,8 @@ def run_ray(
                         results = [failed_result(c, f"Ray task failed: {error}") for c in unit]
                     for config, result in zip(unit, results, strict=True):
                         on_result(config, result)
+        except HeadGone:
+            raise  # nothing to cancel on a cluster that is gone; the runs retry on resume
         except BaseException:
             # Ctrl-C or a driver error: stop the cluster's work on our runs (retried on resume).
             for ref in in_flight:
@@ -160,6 +170,21 @@ def run_ray(
     finally:
         if connected_here:
             ray.shutdown()  # disconnects this driver; the cluster keeps running
+
+
+class HeadGone(NormlabError):
+    """The Ray head stopped answering during a study."""
+
+
+def _check_head(gcs: str, address: str) -> None:
+    """Raise :class:`HeadGone` when the head's GCS port no longer accepts connections."""
+    try:
+        check_ray_reachable(gcs, seconds=HEAD_CHECK_SECONDS)
+    except NormlabError:
+        raise HeadGone(
+            f"--address {address}: the Ray head at {gcs} went away during the study; finished "
+            "runs are kept, the unfinished ones are retried when you rerun the same command"
+        ) from None
 
 
 def _train_with_payload(
