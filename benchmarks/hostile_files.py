@@ -103,10 +103,12 @@ def main() -> None:
         ]
         for name, path in rows:
             size = 0 if path == "-" else _size(Path(path))
-            text, seconds, peak, code = measure(path, cap, args.timeout)
+            text, seconds, peak, code, load = measure(path, cap, args.timeout)
             text = text.replace(folder, "<tmp>")
             print(
-                f"{name} ({size:,} bytes): exit {code}, {seconds:.1f} s, peak {peak:.0f} MiB: {text}"
+                f"{name} ({size:,} bytes): exit {code}, process {seconds:.1f} s, {load}, "
+                f"peak RSS {peak:.0f} MiB: {text}",
+                flush=True,
             )
 
 
