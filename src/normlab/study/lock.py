@@ -105,7 +105,11 @@ def refuse_if_held(folder: str | Path) -> None:
 def _acquire(folder: Path) -> int:
     path = folder / LOCK_NAME
     while True:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the last holder removed the folder it had created
+            folder.mkdir(parents=True, exist_ok=True)
+            continue
         if not _try_lock(descriptor, fcntl.LOCK_EX):
             os.close(descriptor)
             raise _held_error(folder)

@@ -8,6 +8,13 @@ torch to that many threads, so results equal a local run with the same ``threads
 :mod:`normlab.study.executors`). At most ``workers`` tasks are in flight (default: the cluster's
 CPUs // threads), so ``running`` in the store means handed to the cluster. normlab must be
 importable on every node (installed there, or shipped with a Ray ``runtime_env``).
+
+Failing fast: before the output folder is touched, :func:`check_ray_reachable` opens a TCP
+connection to the head (at most :data:`CONNECT_SECONDS`); ``ray.init`` alone retries an address
+where nothing listens for minutes. During a study, while no result arrives, the driver checks
+every :data:`HEAD_CHECK_SECONDS` that the head still answers; when it went away the study stops
+with one line (:class:`HeadGone`) and the runs in flight go back to ``pending`` for the next
+invocation (Ray itself would end the driver process after 60 s, with a log line).
 """
 
 from __future__ import annotations
