@@ -67,7 +67,7 @@ def test_the_second_driver_is_a_real_process_too(holder):
     )
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert f"pid {process.pid}," in result.stderr
-    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # the holder's only
 
 
 def test_a_sigkilled_holder_does_not_block_the_next_driver(holder):
@@ -81,6 +81,7 @@ def test_a_sigkilled_holder_does_not_block_the_next_driver(holder):
         with hold_folder(out):  # re-entrant in one process (the CLI and run_study both hold)
             pass
         assert f'"pid": {os.getpid()}' in (out / LOCK_NAME).read_text()
+    assert not (out / LOCK_NAME).exists()  # released: removed
 
 
 def test_a_refused_study_leaves_no_folder_behind(tmp_path):

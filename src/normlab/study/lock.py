@@ -8,8 +8,10 @@ clock skew between hosts makes that worse). What it costs: the lock is only as g
 system's locking. Local file systems honor it; Linux NFS (v4, or v3 with lockd) maps ``flock``
 to a server-side byte-range lock, so drivers on different hosts exclude each other too, but a
 file system mounted without locking (``nolock``, some FUSE mounts) accepts it without excluding
-anyone. The file stays after the driver exits (deleting it would race with the next opener); it
-holds the last holder's host, process id, start time and command, which a refused driver prints.
+anyone. The file holds the holder's host, process id, start time and command, which a refused
+driver prints. The holder removes it before releasing the lock, so a finished or refused run
+leaves no trace (a killed one leaves it, harmlessly: the next driver locks and reuses it); a
+driver that locked a file just removed notices it by its inode and locks the new one.
 
 The lock is an open file description, not inherited by spawned workers (Python opens files
 non-inheritable), so a worker that outlives its driver never holds the folder.
@@ -74,12 +76,12 @@ def hold_folder(folder: str | Path) -> Iterator[None]:
         yield
     finally:
         del _HELD[key]
+        # Unlink while still holding: a driver waiting on this file then sees it is gone.
+        with contextlib.suppress(OSError):
+            (key / LOCK_NAME).unlink()
         os.close(descriptor)  # releases the flock
-        if created and os.listdir(key) == [LOCK_NAME]:
-            # Refused before the store existed (bad data, no Ray head): leave no trace. A driver
-            # that opened this file meanwhile notices the unlink (_acquire checks the inode).
+        if created:  # refused before anything was written (bad data, no Ray head): no trace
             with contextlib.suppress(OSError):
-                (key / LOCK_NAME).unlink()
                 key.rmdir()
 
 
