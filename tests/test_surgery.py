@@ -366,6 +366,29 @@ def test_recalibrate_without_batches_is_refused_and_changes_nothing() -> None:
         recalibrate_bn(model, [torch.randn(2, 2, 3, 3)], num_batches=0)
 
 
+def test_recalibrate_refuses_a_batch_of_one_with_the_cause_and_the_fix() -> None:
+    # 1x1 activations: torch's own BN fails on one example with an internal message.
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batches = [torch.randn(4, 2, 3, 3), torch.randn(1, 2, 3, 3)]
+    with pytest.raises(NormlabError, match=r"batch 2 holds one example.*at least 2 examples"):
+        recalibrate_bn(model, batches)
+    assert model.training and model[1].momentum == 0.1
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key])
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_a_frozen_model_scripts_and_gives_the_same_output() -> None:
+    model = freeze_bn(Small()).eval()
+    scripted = torch.jit.script(model)
+    x = torch.randn(4, 2, 5, 5)
+    # The same kernels on the same input: equal to the bit.
+    torch.testing.assert_close(scripted(x), model(x), atol=0, rtol=0)
+    with pytest.raises(torch.jit.Error, match=r"expects \(N, C, ...\) input"):
+        torch.jit.script(model.bn2d)(torch.randn(3))
+
+
 # --- BatchNorm subclasses that do more than normalize -------------------------------------------
 
 

@@ -7,14 +7,17 @@ Errors in the user's input are one line on stderr and exit code 2; Ctrl-C keeps 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress, ProgressColumn, Task, TextColumn
+from rich.progress_bar import ProgressBar
 from rich.table import Table as RichTable
+from rich.text import Text
 
 if sys.version_info >= (3, 11):
     pass
@@ -45,6 +48,7 @@ from normlab.study.dryrun import describe_plan, estimate_time
 from normlab.study.executors import check_execution
 from normlab.study.lock import hold_folder, refuse_if_held
 from normlab.study.plan import check_study
+from normlab.study.progress import ProgressTracker, status_text
 from normlab.study.ray_executor import check_ray_reachable
 from normlab.study.work import PACK_MODES, Execution
 from normlab.train import RunResult
@@ -196,13 +200,15 @@ def run(
     Resumes where it stopped if OUT already holds the same study.
     """
     spec = default_spec(quick, data, model, max_train, max_eval or max_train, augment)
-    _plan_or_run(spec, dry_run, **execution)
+    _plan_or_run(spec, dry_run, data_option="--data", **execution)
 
 
-def _plan_or_run(spec: StudySpec, dry_run: bool, **execution: Any) -> None:
+def _plan_or_run(
+    spec: StudySpec, dry_run: bool, data_option: str = "[run] dataset", **execution: Any
+) -> None:
     check_execution(execution["executor"], Execution(execution["pack"], execution["device"]))
     if dry_run:  # writes nothing: runs beside a study that holds OUT
-        runs, dataset = check_study(spec)
+        runs, dataset = check_study(spec, data_option=data_option)
         workers = execution["workers"] or os.cpu_count() or 1
         pack = execution["pack"]
         estimate = estimate_time(runs, dataset, workers, execution["threads"], pack)
@@ -215,7 +221,7 @@ def _plan_or_run(spec: StudySpec, dry_run: bool, **execution: Any) -> None:
     if execution["executor"] == "ray":
         check_ray_reachable(execution["address"])
     with hold_folder(execution["out_dir"]):
-        check_study(spec)  # every check before any training or any write
+        check_study(spec, data_option=data_option)  # every check before any training or write
         _run_and_report(spec, **execution)
 
 
@@ -251,18 +257,18 @@ def _run_and_report(
     if executor == "local":
         workers = workers or os.cpu_count() or 1
     where = f"{workers} worker(s)" if workers else "the Ray cluster"
+    tracker = ProgressTracker()
+    # Every column reads the tracker when rich refreshes (auto_refresh), not when a result
+    # arrives: the clock ticks while packs train for minutes without a result.
     progress = Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("elapsed"),
-        TextColumn("{task.fields[elapsed]}"),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        TrackerBar(tracker),
+        TrackerStatus(tracker),
         console=stderr,
         disable=quiet,
+        refresh_per_second=2,
     )
-    task = progress.add_task("runs", total=None, elapsed="0s")
+    progress.add_task("runs", total=None)  # one row; its columns read the tracker
 
     def on_start(todo: int, finished: int) -> None:
         if not quiet:
@@ -270,13 +276,10 @@ def _run_and_report(
                 f"{spec.name}: {todo + finished} runs planned, {finished} already finished, "
                 f"training {todo} with {where} -> {out_dir / STORE_NAME}"
             )
-        progress.update(task, total=todo)
         # Started only now: an error while checking the store stays one line on stderr.
         progress.start()
 
     def on_result(run: PlannedRun, result: RunResult) -> None:
-        progress.advance(task)
-        progress.update(task, elapsed=f"{progress.tasks[0].elapsed or 0:.0f}s")
         if quiet:
             return
         config = run.config
@@ -295,8 +298,9 @@ def _run_and_report(
             address=address,
             threads=threads,
             force_new=force_new,
-            progress=StudyProgress(on_start=on_start, on_result=on_result),
+            progress=StudyProgress(on_start=on_start, on_result=on_result, tracker=tracker),
             execution=Execution(pack=pack, device=device),
+            calibrate=True,
         )
     finally:
         if progress.live.is_started:  # stop() on a piped console prints a line even if unused
@@ -311,11 +315,35 @@ def _run_and_report(
     if outcome.failed:
         click.echo(
             f"normlab: {outcome.failed} of {outcome.trained} runs failed (first error: "
-            f"{outcome.first_error}); their tracebacks are in the store (normlab export "
-            f"{out_dir}), and rerunning the same command retries them",
+            f"{outcome.first_error}); their tracebacks are in the store "
+            f"({shlex.join(['normlab', 'export', str(out_dir)])}), and rerunning the same "
+            "command retries them",
             err=True,
         )
         raise click.exceptions.Exit(1)
+
+
+class TrackerBar(ProgressColumn):
+    """The bar: runs finished out of runs to train (the total grows with the grid extension)."""
+
+    def __init__(self, tracker: ProgressTracker) -> None:
+        super().__init__()
+        self.tracker = tracker
+
+    def render(self, task: Task) -> ProgressBar:
+        snapshot = self.tracker.snapshot()
+        return ProgressBar(total=max(1, snapshot.total), completed=snapshot.finished, width=30)
+
+
+class TrackerStatus(ProgressColumn):
+    """Runs, elapsed clock, ETA and the packs in flight (``study.progress.status_text``)."""
+
+    def __init__(self, tracker: ProgressTracker) -> None:
+        super().__init__()
+        self.tracker = tracker
+
+    def render(self, task: Task) -> Text:
+        return Text(status_text(self.tracker.snapshot()))
 
 
 def write_summary(out_dir: Path, study_id: str, wall_time: float | None = None) -> list[Table]:

@@ -220,7 +220,8 @@ def freeze_bn(
     ``freeze_affine`` (default) gamma and beta of every frozen layer stop learning
     (``requires_grad=False``); otherwise they keep training. Layers that are already frozen are
     kept. Refused (model untouched) for a BN without running statistics
-    (``track_running_stats=False``): there is nothing to freeze it to.
+    (``track_running_stats=False``): there is nothing to freeze it to. ``frozen_bn`` layers
+    compile with ``torch.jit.script``: the frozen model is scriptable when the rest of it is.
     """
 
     def build(name: str, module: _BatchNorm) -> nn.Module:
@@ -294,6 +295,16 @@ def recalibration_targets(model: nn.Module) -> list[_BatchNorm]:
     ]
 
 
+def _batch_of_one(index: int) -> str:
+    return (
+        f"recalibrate_bn: batch {index} holds one example; the BN layers recalibrate with "
+        "batch statistics, which one example does not give (a layer with 1x1 activations "
+        "fails on it, the others normalize each example by itself, unlike in training); pass "
+        "batches of at least 2 examples, at the training batch size (a DataLoader with "
+        "drop_last=True never ends on a batch of one)"
+    )
+
+
 def recalibrate_bn(
     model: nn.Module,
     batches: Iterable[torch.Tensor | tuple | list],
@@ -317,8 +328,10 @@ def recalibrate_bn(
 
     ``batches`` yields input tensors or ``(inputs, targets, ...)`` tuples/lists (the first element
     is fed to the model, moved to the model's device); ``num_batches`` stops after that many
-    (default: all; pass it for an endless iterable). Everything else is restored afterwards:
-    training flags, momenta and all other buffers (``num_batches_tracked``, ``brn``'s step
+    (default: all; pass it for an endless iterable). Every batch must hold at least 2 examples
+    (a batch of one is refused with a :class:`NormlabError`: its "batch statistics" are one
+    example's own, and at 1x1 activations PyTorch cannot compute them). Everything else is
+    restored afterwards: training flags, momenta and all other buffers (``num_batches_tracked``, ``brn``'s step
     counter, the running statistics of non-BN layers). ``frozen_bn`` layers keep their fixed
     statistics, and layers with per-group statistics (``bgn``) or no ``_BatchNorm`` base
     (``evonorm_b0``) are not recalibrated. Returns the model.
@@ -354,6 +367,8 @@ def recalibrate_bn(
                 if num_batches is not None and seen >= num_batches:
                     break
                 inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+                if len(inputs) < 2:
+                    raise NormlabError(_batch_of_one(seen + 1))
                 model(inputs.to(device) if device is not None else inputs)
                 seen += 1
     finally:

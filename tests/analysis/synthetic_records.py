@@ -65,3 +65,33 @@ NO_DIFFERENCE = grid(
         "ln": {2: 0.95, 4: 0.95, 16: 0.95, 64: 0.95},
     }
 )
+
+
+def seed_records(
+    cells: dict[tuple[str, int], list[float | None]],
+    lr: float = 0.03,
+    val: dict[tuple[str, int, float], list[float | None]] | None = None,
+) -> list[dict]:
+    """Records with explicit per-seed test accuracies at ``lr`` (``None``: the seed diverged);
+    validation accuracy equals test. ``val`` adds runs at other lrs: (norm, batch, lr) -> per-seed
+    validation (and test) accuracy, ``None`` for a diverged run."""
+    runs = {(norm, batch, lr): accs for (norm, batch), accs in cells.items()}
+    runs.update(val or {})
+    records = []
+    for (norm, batch, rate), accuracies in runs.items():
+        for s, accuracy in enumerate(accuracies):
+            records.append(
+                {
+                    "run_id": f"{norm}-{batch}-{rate}-{s}",
+                    "config": {"norm": norm, "batch_size": batch, "lr": rate, "seed": s},
+                    "cell": {"norm": norm, "batch_size": batch},
+                    "status": "done" if accuracy is not None else "diverged",
+                    "val_acc": accuracy,
+                    "test_acc": accuracy,
+                    "test_acc_batch_stats": accuracy,
+                    "train_loss": 0.1 if accuracy is not None else None,
+                    "train_acc": 0.99 if accuracy is not None else None,
+                    "wall_time": 1.0,
+                }
+            )
+    return records

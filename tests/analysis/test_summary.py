@@ -65,6 +65,37 @@ def test_winner_per_batch_size_and_noise_flag():
     assert result[32].best == "bn" and not result[32].clear  # 0.0017 < seed std
 
 
+def test_a_clear_winner_needs_the_paired_comparison():
+    # The demonstration: bn [.90, .91, .92] against gn [.935, .925, .915] was a "clear"
+    # gn win by 1.5 points (the margin exceeds both seed sds) although the paired Holm p is 0.32.
+    records = []
+    for seed, (bn, gn) in enumerate([(0.90, 0.935), (0.91, 0.925), (0.92, 0.915)]):
+        records += [record("bn", 4, 0.1, seed, 0.9, bn), record("gn", 4, 0.1, seed, 0.9, gn)]
+    (winner,) = winners(summarize(records))
+    assert winner.best == "gn" and winner.margin == pytest.approx(0.015)
+    assert not winner.clear and winner.p_holm == pytest.approx(0.3235, abs=1e-4)
+
+
+def test_a_consistent_small_paired_win_is_clear():
+    records = []
+    for seed, bn in enumerate([0.90, 0.95, 0.92, 0.97, 0.93]):
+        gn = bn + 0.004 + 0.0002 * seed  # below both seed sds, but in every seed
+        records += [record("bn", 4, 0.1, seed, 0.9, bn), record("gn", 4, 0.1, seed, 0.9, gn)]
+    (winner,) = winners(summarize(records))
+    assert winner.best == "gn" and winner.clear
+
+
+def test_a_diverged_seed_at_the_selected_lr_counts_as_zero_in_the_test_mean():
+    records = [
+        record("bn", 8, 0.1, 0, val=0.90, test=0.90),
+        record("bn", 8, 0.1, 1, val=None, test=None, status="diverged"),
+        record("bn", 8, 0.1, 2, val=0.90, test=0.92),
+    ]
+    (cell,) = summarize(records)
+    assert cell.test_accs == (0.90, 0.0, 0.92) and cell.test_seeds == (0, 1, 2)
+    assert format_mean_std(cell).startswith("0.607 ± ") and "(1 div.)" in format_mean_std(cell)
+
+
 def test_format_mean_std():
     (cell,) = summarize([record("bn", 8, 0.1, 0, 0.9, 0.9), record("bn", 8, 0.1, 1, 0.9, 0.8)])
     assert format_mean_std(cell) == "0.850 ± 0.071"

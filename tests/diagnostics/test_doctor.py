@@ -1,5 +1,7 @@
 """The doctor on small models, each planted with one problem, and on healthy ones."""
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -177,11 +179,45 @@ def test_model_failing_at_batch_one(data):
     x, y = data
     model = healthy_bn(data)
     model[8] = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), nn.Linear(8, 4))
-    (finding,) = [f for f in examine(model, x, y, BATCH) if f.code == "batch-one-failure"]
+    # 257 examples in batches of 32: each epoch ends on a batch of one, which fails.
+    findings = examine(model, x, y, BATCH, num_train_examples=8 * BATCH + 1)
+    (finding,) = [f for f in findings if f.code == "batch-one-failure"]
     assert finding.severity == "error"
     assert finding.evidence["layer"] == "8.1"
+    assert finding.evidence["last_batch"] == 1
     assert "Expected more than 1 value" in finding.evidence["error"]
     assert "batch-one-failure" in format_findings([finding])
+
+
+def to_one_by_one() -> nn.Sequential:
+    """A stand-in for ResNet-18 / MobileNet at 32x32: strided stages down to 1x1, BN there."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in (8, 8, 16, 16, 16):
+        layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1), nn.BatchNorm2d(width)]
+        layers.append(nn.ReLU())
+        channels = width
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels, 4))
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "num_train_examples", "severity"),
+    [(2, 64, "info"), (3, 64, "error"), (1, 64, "error"), (2, None, "info")],
+)
+def test_batch_one_failure_is_graded_by_what_training_feeds(
+    batch_size, num_train_examples, severity
+):
+    # 1x1 activations: one example gives BN one value per channel, so only a batch of one
+    # fails; batches of 2 from 64 examples never leave one (64 mod 3 = 1 does).
+    torch.manual_seed(0)
+    model = to_one_by_one()
+    x, y = torch.randn(16, 3, 32, 32), torch.arange(16) % 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no library warning reaches the user
+        findings = examine(model, x, y, batch_size, num_train_examples=num_train_examples)
+    (finding,) = [f for f in findings if f.code == "batch-one-failure"]
+    assert finding.severity == severity
+    assert finding.evidence["layer"] == "13"
 
 
 def test_fix_checkpoint_precise_bn_copies(data):

@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import pytest
 import torch
@@ -65,6 +66,19 @@ def test_dead_channels_are_left_out():
     (layer,) = batch_stat_noise(model, x, batch_sizes=(2, 4)).layers
     assert layer.measured_channels == 3
     assert all(math.isfinite(error) for error in layer.mean_error)
+
+
+def test_a_layer_with_every_channel_dead_measures_zero_without_warnings():
+    # A ReLU of a constant negative input: the BN sees zeros only (as a 1x1 stage can).
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.BatchNorm1d(4)).double()
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.fill_(-1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "degrees of freedom is <= 0" must not leak
+        (layer,) = batch_stat_noise(model, torch.randn(64, 3, dtype=torch.float64)).layers
+    assert layer.measured_channels == 0
+    assert layer.mean_error == layer.variance_error == (0.0,) * len(layer.batch_sizes)
 
 
 def test_refuses_too_few_batches():

@@ -5,6 +5,8 @@ data file that changed."""
 import io
 import json
 import pickle
+import re
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from normlab.cli import main
 from normlab.data.fingerprint import file_record
 from normlab.data.shapes import shapes_arrays
 
@@ -146,6 +149,31 @@ def test_bad_data_or_model_is_one_line_and_exit_2(tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        (["run", "--quick", "--dry-run"], "give --data a dataset with 3 channels"),
+        (["study", "SPEC"], "give [run] dataset a dataset with 3 channels"),
+        (["doctor", "--batch-size", "2"], "give --data a dataset with 3 channels"),
+        (["diagnose", "--batch-sizes", "2", "--epochs", "1"], "give --data a dataset"),
+    ],
+)
+def test_a_model_that_does_not_fit_the_data_is_one_line(tmp_path, capsys, command, option):
+    # A 3-channel factory on 1-channel data: PyTorch's conv error (a 21-frame traceback before).
+    model = f"{USER_MODELS}:three_channels"
+    if command[0] == "study":
+        spec = tmp_path / "study.toml"
+        spec.write_text(STUDY.format(model=model).replace("channels = 3", "channels = 1"))
+        args = ["study", str(spec)]
+    else:
+        args = [*command, "--model", model]
+    assert main([*args, "--out", str(tmp_path / "out")] if command[0] != "doctor" else args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("normlab: error:") and err.count("\n") == 1, err
+    assert "expects 3 input channels" in err and ", 1 channel:" in err and option in err
+    assert not (tmp_path / "out").exists()
+
+
 NOTEBOOK = """
 import sys
 from torch import nn
@@ -202,3 +230,6 @@ def test_failed_runs_are_counted_and_exit_code_1(tmp_path):
     assert "1 of 2 runs failed" in result.stderr
     assert "RuntimeError: this model cannot train with GroupNorm" in result.stderr
     assert "1 runs trained" in result.stdout
+    # The hint's command runs as printed.
+    (command,) = re.findall(r"\((normlab export [^)]+)\)", result.stderr)
+    assert main(shlex.split(command)[1:]) == 0

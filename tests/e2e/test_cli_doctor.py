@@ -4,13 +4,18 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
+import shlex
 from pathlib import Path
 
+import click
 import pytest
 import torch
 
 from normlab.cli import main
+from normlab.commands.doctor import doctor as doctor_command
 from normlab.data import load_dataset
 from normlab.surgery import recalibrate_bn
 from normlab.train.evaluate import chunks
@@ -75,6 +80,27 @@ def codes(report: dict) -> set[str]:
     return {finding["code"] for finding in report["findings"]}
 
 
+DOCTOR_OPTIONS = {
+    name for param in doctor_command.params for name in param.opts + param.secondary_opts
+}
+
+
+def assert_hint_runs(hint: str) -> None:
+    """What a fix text names exists as printed: each --option is one of the doctor's, each
+    ``doctor --...`` is a whole command the CLI parser accepts, each normlab.name resolves."""
+    for option in re.findall(r"(?<![\w-])--[a-z][a-z-]*", hint):
+        assert option in DOCTOR_OPTIONS, (option, hint)
+    for fragment in re.findall(r"\bdoctor (--[^,;)]*)", hint):
+        doctor_command.make_context("doctor", shlex.split(fragment))  # raises if rejected
+    for name in re.findall(r"\bnormlab(?:\.\w+)+", hint):
+        module, *attributes = name.split(".")
+        target = importlib.import_module(module)
+        for attribute in attributes:
+            target = getattr(target, attribute, None) or importlib.import_module(
+                f"{target.__name__}.{attribute}"
+            )
+
+
 def test_healthy_model_has_no_findings(capsys, checkpoints):
     healthy = str(checkpoints["healthy"])
     code = main(
@@ -115,6 +141,12 @@ def test_each_planted_problem_is_found(capsys, checkpoints, factory, checkpoint,
     assert expected in codes(report)
     finding = next(f for f in report["findings"] if f["code"] == expected)
     assert finding["evidence"] and finding["fix"]
+    for each in report["findings"]:
+        assert_hint_runs(each["fix"])
+    if report["fix_command"] is not None:  # the command that applies the mechanical fixes
+        argv = shlex.split(report["fix_command"])
+        assert argv[:2] == ["normlab", "doctor"] and argv[-1] == "--fix"
+        doctor_command.make_context("doctor", argv[2:])
     if checkpoint == "healthy" and factory == "healthy":
         assert codes(report) == {expected}  # the set-up problem alone, nothing templated
 
@@ -137,6 +169,30 @@ def test_fix_writes_a_patched_copy(capsys, checkpoints, tmp_path):
     # An existing output is refused, one line, exit code 2.
     assert main(["doctor", *args, "--fix", "--fix-output", str(output)]) == 2
     assert "exists; refusing to overwrite" in capsys.readouterr().err
+
+
+def test_the_hint_check_rejects_a_command_the_cli_rejects():
+    # The hint the doctor printed before: the parser rejects it (extra argument, no --model).
+    with pytest.raises(click.UsageError):
+        assert_hint_runs("recalibrate (doctor --fix precise_bn, or normlab.recalibrate_bn)")
+    with pytest.raises(AssertionError):
+        assert_hint_runs("use --fix-it")
+    assert_hint_runs("the doctor's --fix on the checkpoint, or normlab.surgery.freeze_bn")
+
+
+def test_the_printed_fix_command_runs_as_printed(capsys, checkpoints, tmp_path):
+    # Before: the findings said "doctor --fix precise_bn", which the CLI rejects.
+    source = tmp_path / "stale weights.pt"  # a space: the command must be quoted
+    source.write_bytes(checkpoints["stale"].read_bytes())
+    args = ["doctor", "--model", ref("healthy"), "--batch-size", "32", "--checkpoint", str(source)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if "run: normlab doctor" in line]
+    argv = shlex.split(line.split("run: ", 1)[1])
+    assert argv[0] == "normlab"
+    assert main(argv[1:]) == 0
+    assert "fixed (precise_bn)" in capsys.readouterr().out
+    assert (tmp_path / "stale weights.fixed.pt").is_file()
 
 
 def test_fix_freezes_frozen_layers(capsys, checkpoints, tmp_path):
@@ -200,6 +256,7 @@ def test_diagnose_trains_one_short_run(capsys, tmp_path):
     assert main([*args, "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "trained: done" in text and "noise: mean slope" in text and "stability:" in text
+    assert "stability: instability " in text and "windows of 8 steps" in text  # 67 steps: 8 x 8
     report = json.loads((tmp_path / "diagnose.json").read_text())
     assert report["run"]["steps"] == 1078 // 16
     assert report["stability"]["collapsed"] is False

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from normlab.cli import main
+from normlab.cli import TrackerBar, TrackerStatus, main
 from normlab.norms import norm_names
 
 
@@ -46,6 +46,28 @@ def test_rerun_resumes_without_training(quick_run):
     result = normlab("run", "--quick", "--out", str(out), "--workers", "1")
     assert result.returncode == 0, result.stderr
     assert "0 runs trained, 32 already finished" in result.stdout
+
+
+def test_the_progress_display_ticks_while_packs_train_without_results():
+    # Before, "elapsed" was a field updated when a result arrived: frozen at 0s for as long as
+    # the first packs trained, and the ETA stayed -:--:--.
+    from normlab.study.progress import ProgressTracker
+
+    now = [0.0]
+    tracker = ProgressTracker(lambda: now[0])
+    tracker.set_calibration(0.5)
+    tracker.set_phase("training")
+    tracker.add([["a", "b"], ["c"]], [60.0, 10.0])
+    tracker.dispatched("a")
+    status = TrackerStatus(tracker)
+    texts = []
+    for now[0] in (1.0, 31.0, 61.0):
+        texts.append(status.render(None).plain)
+    assert [text.split("elapsed ")[1][:7] for text in texts] == ["0:00:01", "0:00:31", "0:01:01"]
+    assert all("0/3 runs" in text and "training: 1 pack (2 runs)" in text for text in texts)
+    assert "ETA -:--:--" not in texts[0]
+    bar = TrackerBar(tracker).render(None)
+    assert (bar.total, bar.completed) == (3, 0)
 
 
 def test_list_norms_prints_every_name_with_citation(capsys):

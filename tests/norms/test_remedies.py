@@ -107,4 +107,10 @@ def test_packed_training_equals_runs_alone(name: str, tiny_config, tiny_data, tm
         a = torch.load(tmp_path / f"alone{k}.pt", weights_only=True)
         b = torch.load(paths[k], weights_only=True)
         for key in a:
-            torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-4, msg=key)
+            torch.testing.assert_close(
+                a[key],
+                b[key],
+                rtol=1e-3,
+                atol=1e-4,
+                msg=lambda message, key=key: f"{key}: {message}",
+            )

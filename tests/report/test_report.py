@@ -37,7 +37,11 @@ def study_input(**changes):
     gap = {"running_acc": 0.85, "precise_acc": 0.88, "batch_acc": 0.9}
     noise = {"batch_sizes": [2, 8, 32], "layers": [{"mean_error": [0.5, 0.25, 0.125]}]}
     diagnostics = {
-        r["run_id"]: {"gap": gap, "noise": noise, "stability": {"spikes": 1}}
+        r["run_id"]: {
+            "gap": gap,
+            "noise": noise,
+            "stability": {"instability": 0.1, "rise_threshold": 5.0},
+        }
         for r in records
         if r["config"]["norm"] == "bn"
     }
@@ -75,6 +79,22 @@ def test_report_has_verdict_first_and_every_figure():
     assert "torch 2.13.0" in markdown and "normlab study out/spec.toml" in markdown
 
 
+def test_the_estimate_stands_beside_the_measured_wall_time():
+    records = study_records(BN_WORSE_SMALL)
+    estimate = {"wall_seconds": 360.0, "runs": len(records) - 6, "planned": len(records) - 6}
+    estimate |= {"workers": 2, "legs_before": 0}
+    markdown = render_markdown(build_report(study_input(legs=[600.0, 60.0], estimate=estimate)))
+    (line,) = [line for line in markdown.splitlines() if "estimated" in line]
+    assert "Time: estimated 6.0 min, took 11.0 min (1.8x)" in line
+    assert f"before training {len(records) - 6} run(s) on 2 worker(s)" in line
+    assert "the 6 run(s) the lr grid extension added later are not in it" in line
+    # Made when a resume first calibrated: only the legs from then on count.
+    resumed = {**estimate, "legs_before": 1}
+    markdown = render_markdown(build_report(study_input(legs=[600.0, 60.0], estimate=resumed)))
+    assert "took 60 s (0.2x)" in markdown
+    assert "estimated" not in render_markdown(build_report(study_input()))  # none recorded
+
+
 def test_missing_figures_name_what_records_them():
     report = build_report(study_input(diagnostics={}, curves={}))
     missing = {f.name: f.missing for f in report.figures if f.png is None}
@@ -110,3 +130,15 @@ def test_readme_block_is_generated_between_markers():
 
 def test_slug_names_folders_after_the_study():
     assert slug("default: BN vs none vs LN") == "default-bn-vs-none-vs-ln"
+
+
+def test_the_comparison_table_shows_both_intervals_and_they_agree_with_their_tests():
+    report = build_report(study_input())
+    table = next(t for t in report.tables if t.title.startswith("Paired comparisons"))
+    assert table.header[3:6] == ["95% CI", "Holm-adjusted CI", "p"]
+    for row in table.rows:
+        for column, p_text in ((3, row[5]), (4, row[6])):
+            low, high = (float(x) for x in row[column].split(" to "))
+            p = float(p_text.removesuffix(" *"))
+            # An interval excludes 0 exactly when its test rejects at 0.05.
+            assert (low > 0 or high < 0) == (p < 0.05)

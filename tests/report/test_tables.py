@@ -30,8 +30,8 @@ def test_result_table_has_norm_rows_batch_columns_and_winner():
     assert table.header == ["norm", "batch_size 2", "batch_size 32"]
     assert table.rows[0][0] == "bn" and table.rows[0][1].startswith("0.500 (lr 0.1)")
     assert table.rows[-1][0] == "winner"
-    assert table.rows[-1][1] == "gn (+0.300 over bn; one seed, no noise estimate)"
-    assert table.rows[-1][2] == "bn (+0.050 over gn; one seed, no noise estimate)"
+    assert table.rows[-1][1] == "gn (+0.300 over bn; fewer than 3 paired seeds, no test)"
+    assert table.rows[-1][2] == "bn (+0.050 over gn; fewer than 3 paired seeds, no test)"
 
 
 def test_statistics_gap_only_for_batch_norms():

@@ -50,6 +50,7 @@ def test_every_run_records_gap_and_stability_by_default(tmp_path):
         stability = kinds["stability"]
         assert stability["diverged_at"] is None and stability["collapsed"] is False
         assert stability["grad_norm_mean"] > 0 and stability["grad_norm_variance"] >= 0
+        assert 0.0 <= stability["instability"] <= 1.0 and "spikes" not in stability
         assert record["collapsed"] == 0
         # gap only where there are running statistics; noise only when asked.
         assert set(kinds) == ({"gap", "stability"} if norm == "bn" else {"stability"})

@@ -49,3 +49,31 @@ def test_estimate_covers_every_run_and_describe_lists_every_cell():
     assert "norm=none batch_size=16  0.025    2     7" in text
     assert "Learning rate: scaled (linear) from 0.05 at batch size 32" in text
     assert lines[-1] == "Dry run: nothing was trained or written."
+
+
+def test_units_the_plan_did_not_hold_are_priced_from_the_nearest_calibrated_pack():
+    spec = spec_from_dict(
+        {
+            "study": {"name": "packs", "seeds": [0, 1, 2]},
+            "run": {
+                "dataset": "synthetic",
+                "dataset_options": {"num_examples": 200},
+                "depth": 8,
+                "widths": [4, 4, 4],
+                "epochs": 1,
+                "batch_size": 4,
+            },
+            "factors": {"norm": ["bn"]},
+            "lr": {"mode": "tuned", "grid": [0.01, 0.03]},
+        }
+    )
+    runs, dataset = check_study(spec)
+    estimate = estimate_time(runs, dataset, workers=1, threads=1, pack="auto")
+    assert (estimate.units, estimate.calibrated) == (1, 1)  # one pack of 6 runs
+    configs = [run.config for run in runs]
+    pack_of_six = estimate.unit_seconds(configs)
+    # The lr grid extension adds 3 runs (one lr, 3 seeds): half the pack, half its cost.
+    added = [config.replace(lr=0.1) for config in configs[:3]]
+    assert estimate.unit_seconds(added) == pytest.approx(pack_of_six / 2, rel=1e-12)
+    assert sum(estimate.run_seconds.values()) == pytest.approx(pack_of_six, rel=1e-12)
+    assert estimate.unit_seconds([configs[0].replace(norm="gn")]) is None  # not calibrated

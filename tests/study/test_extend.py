@@ -8,7 +8,14 @@ import sqlite3
 
 import pytest
 
-from normlab.study import STORE_NAME, executors, open_store, run_study, spec_from_dict
+from normlab.study import (
+    STORE_NAME,
+    StudyProgress,
+    executors,
+    open_store,
+    run_study,
+    spec_from_dict,
+)
 from normlab.study.store import MIGRATIONS, SCHEMA_VERSION, read_version
 from normlab.train import RunResult
 
@@ -68,6 +75,16 @@ def test_edge_cells_are_extended_until_interior_or_the_limit(tmp_path, monkeypat
     assert lrs_tried(tmp_path, "bn") == [0.00111, 0.00333, 0.01, 0.03, 0.1]
     assert lrs_tried(tmp_path, "gn") == [0.01, 0.03, 0.1, 0.333]
     assert outcome.trained == 12 + 2 * 2 + 2  # planned, bn's two values, gn's one, 2 seeds each
+
+
+def test_the_progress_total_grows_with_the_runs_the_extension_adds(tmp_path, monkeypatch):
+    # Before, the display's total was the runs planned (12) and it ended at "18/12".
+    monkeypatch.setattr(executors, "train_runs", fake_training({"bn": 1e-4, "gn": 0.15}))
+    progress = StudyProgress()
+    outcome = run_study(spec(), tmp_path, workers=1, threads=1, progress=progress)
+    snapshot = progress.tracker.snapshot()
+    assert outcome.trained == 18
+    assert (snapshot.finished, snapshot.total) == (18, 18)
 
 
 def test_no_extension_when_extend_is_zero_and_rerun_trains_nothing(tmp_path, monkeypatch):

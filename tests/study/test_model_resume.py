@@ -1,6 +1,6 @@
 """Resuming a study whose model file (or a module it imports) changed is refused naming the
 file; an unchanged model resumes; ``force_new`` starts the study on the new model alongside;
-a store recorded before model fingerprints (schema v5) still resumes."""
+a store recorded before model fingerprints (schema v6) still resumes."""
 
 from __future__ import annotations
 
@@ -102,28 +102,28 @@ def test_a_changed_imported_module_is_refused_then_force_new_runs_alongside(mode
 def test_a_store_from_before_model_fingerprints_resumes_then_guards_its_model(
     model, tmp_path, monkeypatch
 ):
-    """A v5 store: runs without ``model_fingerprint``, studies without model columns."""
+    """A v6 store: runs without ``model_fingerprint``, studies without model columns."""
     import normlab.study.runner as runner
 
     out = tmp_path / "out"
     spec = spec_for(model)
-    monkeypatch.setattr(runner, "model_files", lambda ref: ())  # what normlab did before v6
+    monkeypatch.setattr(runner, "model_files", lambda ref: ())  # what normlab did before v7
     study(spec, out)
     monkeypatch.undo()
     with sqlite3.connect(out / STORE_NAME) as db:
         db.execute("ALTER TABLE studies DROP COLUMN model_files")
         db.execute("ALTER TABLE studies DROP COLUMN model_fingerprint")
-        db.execute("DELETE FROM schema_version WHERE version = 6")
+        db.execute("DELETE FROM schema_version WHERE version = 7")
     db.close()
     with sqlite3.connect(out / STORE_NAME) as db:  # read as it is, not migrated
         ((config,),) = db.execute("SELECT config FROM runs").fetchall()
     db.close()
     assert json.loads(config)["model_fingerprint"] == ""
-    outcome = study(spec, out)  # migrates to v6, keeps the run's id: nothing to train
+    outcome = study(spec, out)  # migrates to v7, keeps the run's id: nothing to train
     assert (outcome.trained, outcome.skipped) == (0, 1)
     with open_store(out / STORE_NAME, create=False) as store:
         files, fingerprint = store.study_model(spec.study_id)
-    assert SCHEMA_VERSION == 6 and fingerprint == "" and len(files) == 2  # adopted: net, layers
+    assert SCHEMA_VERSION == 7 and fingerprint == "" and len(files) == 2  # adopted: net, layers
     (model / "layers.py").write_text("WIDTH = 5\n")
     with pytest.raises(NormlabError, match="layers.py: model file changed"):
         study(spec, out)

@@ -91,6 +91,28 @@ def test_a_finished_study_reruns_without_training(tmp_path, monkeypatch):
     assert rows(tmp_path) == records
 
 
+def test_calibrate_keeps_the_first_estimate_for_the_report_and_prices_every_unit(
+    tmp_path, monkeypatch
+):
+    def fake(config, dataset):
+        return normlab.train.RunResult(config.run_id, "done", test_acc=0.5, val_acc=0.5)
+
+    monkeypatch.setattr(executors, "train_runs", per_run(fake))
+    spec = tiny_spec()
+    progress = StudyProgress()
+    run_study(spec, tmp_path, workers=1, threads=1, progress=progress, calibrate=True)
+    with open_store(tmp_path / STORE_NAME, create=False) as store:
+        estimate = store.estimate(spec.study_id)
+    assert (estimate["runs"], estimate["planned"], estimate["legs_before"]) == (6, 6, 0)
+    assert estimate["wall_seconds"] > 0 and estimate["workers"] == 1
+    snapshot = progress.tracker.snapshot()
+    assert (snapshot.finished, snapshot.total, snapshot.eta) == (6, 6, 0.0)
+    execute_sql(tmp_path, "UPDATE runs SET status = 'pending'")
+    run_study(spec, tmp_path, workers=1, threads=1, calibrate=True)  # a resume
+    with open_store(tmp_path / STORE_NAME, create=False) as store:
+        assert store.estimate(spec.study_id) == estimate  # the first estimate stays
+
+
 def test_resume_trains_exactly_the_unfinished_runs(tmp_path):
     spec = tiny_spec()
     study(spec, tmp_path)
@@ -171,3 +193,23 @@ def test_bad_options_are_refused_before_the_store_is_touched(tmp_path):
     with pytest.raises(NormlabError, match="--workers"):
         run_study(tiny_spec(), tmp_path, workers=0)
     assert not (tmp_path / STORE_NAME).exists()
+
+
+def test_a_configuration_that_cannot_be_calibrated_still_trains(tmp_path, monkeypatch):
+    # The estimate is a courtesy: training records a faulty run as failed; calibration must not
+    # stop the study first.
+    import normlab.study.runner as runner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot time this model")
+
+    monkeypatch.setattr(runner, "estimate_time", broken)
+    monkeypatch.setattr(
+        executors,
+        "train_runs",
+        per_run(lambda c, d: normlab.train.RunResult(c.run_id, "done", test_acc=0.5, val_acc=0.5)),
+    )
+    outcome = run_study(tiny_spec(), tmp_path, workers=1, threads=1, calibrate=True)
+    assert outcome.trained == 6
+    with open_store(tmp_path / STORE_NAME, create=False) as store:
+        assert store.estimate(tiny_spec().study_id) is None

@@ -11,6 +11,8 @@ on the weights that have a true gradient.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -66,20 +68,37 @@ def alone_and_packed(configs, data, tmp_path):
     return alone, packed, paths
 
 
+def assert_near(mine, theirs, where, rel=0.0, abs=0.0):
+    """``mine`` within ``max(rel * |theirs|, abs)`` of ``theirs``; the failure says by how much
+    and where."""
+    difference = math.fabs(mine - theirs)
+    allowed = max(rel * math.fabs(theirs), abs)
+    assert difference <= allowed, (
+        f"{where}: packed {mine!r} vs alone {theirs!r}, difference {difference:.3g} "
+        f"(allowed {allowed:.3g})"
+    )
+
+
 def assert_same_metrics(alone, packed, rel=2e-3, accuracy_abs=0.051):
     assert packed.run_id == alone.run_id and packed.status == alone.status
     assert packed.steps == alone.steps and packed.error == alone.error
     assert len(packed.epochs) == len(alone.epochs)
     for mine, theirs in zip(packed.epochs, alone.epochs, strict=True):
-        assert mine.epoch == theirs.epoch and mine.lr == pytest.approx(theirs.lr, rel=1e-12)
-        assert mine.train_loss == pytest.approx(theirs.train_loss, rel=rel)
+        where = f"run {alone.run_id}, epoch {theirs.epoch}"
+        assert mine.epoch == theirs.epoch
+        assert_near(mine.lr, theirs.lr, f"{where}, lr", rel=1e-12)
+        assert_near(mine.train_loss, theirs.train_loss, f"{where}, train_loss", rel=rel)
         # Accuracies count examples: one example near the decision boundary may flip.
-        assert mine.train_acc == pytest.approx(theirs.train_acc, abs=accuracy_abs)
-        assert mine.val_acc == pytest.approx(theirs.val_acc, abs=accuracy_abs)
+        assert_near(mine.train_acc, theirs.train_acc, f"{where}, train_acc", abs=accuracy_abs)
+        assert_near(mine.val_acc, theirs.val_acc, f"{where}, val_acc", abs=accuracy_abs)
     if alone.status == "done":
-        assert packed.test_acc == pytest.approx(alone.test_acc, abs=accuracy_abs)
-        assert packed.test_acc_batch_stats == pytest.approx(
-            alone.test_acc_batch_stats, abs=accuracy_abs
+        where = f"run {alone.run_id}"
+        assert_near(packed.test_acc, alone.test_acc, f"{where}, test_acc", abs=accuracy_abs)
+        assert_near(
+            packed.test_acc_batch_stats,
+            alone.test_acc_batch_stats,
+            f"{where}, test_acc_batch_stats",
+            abs=accuracy_abs,
         )
         assert packed.wall_time > 0 and packed.images_per_sec > 0
 
@@ -89,7 +108,13 @@ def assert_same_weights(path_a, path_b, rtol=1e-3, atol=1e-4):
     b = torch.load(path_b, weights_only=True)
     assert a.keys() == b.keys()
     for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=rtol, atol=atol, msg=name)
+        torch.testing.assert_close(
+            a[name],
+            b[name],
+            rtol=rtol,
+            atol=atol,
+            msg=lambda message, name=name: f"{name}: {message}",
+        )
 
 
 @pytest.fixture

@@ -6,6 +6,13 @@ the baseline (``bn``). A *context* is the levels of every other factor (e.g. the
 comparisons are made within a context, each cell at its own selected lr, paired by seed (seed s
 gives every cell the same data order). The family of tests that Holm's correction covers is every
 (context, alternative) comparison of the study.
+
+Every planned seed of the selected lr is accounted for: a run that diverged there counts as test
+accuracy 0 (:data:`DIVERGED_ACCURACY`), the value it already had in the validation mean that
+selected the lr, so an lr that diverges on some seeds costs on test what it cost in selection
+(dropping the run would report the survivors only). A collapsed run finished ``done`` at chance
+and counts with its measured accuracy. A comparison with fewer than
+:data:`~.statistics.MIN_SEEDS_FOR_CI` pairs gets no test and is never significant.
 """
 
 from __future__ import annotations
@@ -16,8 +23,26 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from .statistics import Interval, bootstrap_ci, cohens_dz, holm, mean, paired_t_test, std
-from .summary import CellSummary, cell_key, context, full_cell, summarize, variant
+from .statistics import (
+    MIN_SEEDS_FOR_CI,
+    Interval,
+    cohens_dz,
+    holm,
+    holm_level,
+    mean,
+    paired_t_test,
+    std,
+    t_interval,
+)
+from .summary import (
+    DIVERGED_ACCURACY,
+    CellSummary,
+    cell_key,
+    context,
+    full_cell,
+    summarize,
+    variant,
+)
 
 ALPHA = 0.05
 """Family-wise error rate of the Holm-corrected tests."""
@@ -32,11 +57,12 @@ class CellStats:
     """Level of the compared factor, with its scoped options (``gn(groups=2)``)."""
     context: dict[str, Any]
     test_by_seed: dict[int, float]
-    """Test accuracy per seed at the selected lr (runs that finished ``done``)."""
+    """Test accuracy per seed at the selected lr (finished runs; a diverged one as
+    :data:`DIVERGED_ACCURACY`)."""
     mean: float | None
     std: float | None
     ci: Interval | None
-    """95% bootstrap interval of the mean; None below three seeds."""
+    """95% t-interval of the mean; None below three seeds or without spread."""
     top_lrs: tuple[float, ...]
     """LRs whose mean val accuracy is within one val std (over seeds, at the selected lr) of the
     selected lr's."""
@@ -52,35 +78,51 @@ class Comparison:
     baseline: str
     alternative: str
     seeds: int
-    """Pairs: seeds finished ``done`` in both cells."""
+    """Pairs: seeds finished in both cells (a diverged run as :data:`DIVERGED_ACCURACY`)."""
     difference: float | None
     """mean over seeds of (baseline - alternative) test accuracy; negative: the baseline is worse."""
     ci: Interval | None
+    """Unadjusted 95% t-interval of the mean difference; None below three pairs or when the
+    differences are identical (sign-flip test, no spread to scale)."""
     p_value: float | None
+    """Paired t-test (sign-flip when the differences are identical); None below three pairs."""
     p_holm: float | None
     effect_size: float | None
-    """Cohen's d_z of the paired differences."""
+    """Cohen's d_z of the paired differences (baseline - alternative)."""
+    ci_adjusted: Interval | None = None
+    """The t-interval at the level Holm effectively tested this comparison
+    (:func:`~.statistics.holm_level`): it excludes 0 exactly when ``p_holm`` < alpha. The
+    verdict's claims quote it."""
+    differences: tuple[float, ...] = ()
+    """The per-seed differences, in seed order."""
 
     @property
     def significant(self) -> bool:
-        return self.p_holm is not None and self.p_holm < ALPHA
+        return self.p_holm is not None and self.p_holm < ALPHA and self.seeds >= MIN_SEEDS_FOR_CI
 
 
 def _seed_accuracies(records: list[dict[str, Any]], lr: float) -> dict[int, float]:
-    return {
-        r["config"]["seed"]: r["test_acc"]
-        for r in records
-        if r["config"]["lr"] == lr and r["status"] == "done" and r["test_acc"] is not None
-    }
+    """Test accuracy per seed at ``lr``: finished runs, a diverged one as DIVERGED_ACCURACY."""
+    found = {}
+    for r in records:
+        if r["config"]["lr"] != lr:
+            continue
+        if r["status"] == "diverged":
+            found[r["config"]["seed"]] = DIVERGED_ACCURACY
+        elif r["status"] == "done" and r["test_acc"] is not None:
+            found[r["config"]["seed"]] = r["test_acc"]
+    return found
 
 
 def _lr_spread(
     records: list[dict[str, Any]], summary: CellSummary
 ) -> tuple[tuple[float, ...], float | None]:
+    # The tolerance is the seed noise of runs that trained: a diverged run is not noise, and its
+    # 0 would widen the set of "equally good" lrs to the whole grid.
     vals = [
-        r["val_acc"] if r["status"] == "done" else 0.0
+        r["val_acc"]
         for r in records
-        if r["config"]["lr"] == summary.selected_lr and r["status"] in ("done", "diverged")
+        if r["config"]["lr"] == summary.selected_lr and r["status"] == "done"
     ]
     tolerance = _stats.stdev(vals) if len(vals) > 1 else 0.0
     best = summary.val_by_lr[summary.selected_lr]
@@ -109,7 +151,7 @@ def cell_statistics(records: list[dict[str, Any]], compare: str = "norm") -> lis
                 test_by_seed=by_seed,
                 mean=mean(values) if values else None,
                 std=std(values),
-                ci=bootstrap_ci(values),
+                ci=t_interval(values),
                 top_lrs=top,
                 lr_test_spread=spread,
             )
@@ -145,8 +187,9 @@ def paired_comparisons(
     drafts: list[tuple[dict[str, Any], str, str, list[float]]],
 ) -> list[Comparison]:
     """One :class:`Comparison` per (context, baseline, alternative, per-seed differences), the
-    p-values Holm-corrected over all of them (one family)."""
-    adjusted = holm([paired_t_test(d) for *_, d in drafts])
+    p-values Holm-corrected over all of them (one family); below three pairs no test."""
+    p_values = [paired_test(d) for *_, d in drafts]
+    adjusted = holm(p_values)
     return [
         Comparison(
             context=group,
@@ -154,13 +197,31 @@ def paired_comparisons(
             alternative=label,
             seeds=len(diffs),
             difference=mean(diffs) if diffs else None,
-            ci=bootstrap_ci(diffs),
-            p_value=paired_t_test(diffs),
+            ci=t_interval(diffs),
+            p_value=p,
             p_holm=p_adjusted,
             effect_size=cohens_dz(diffs),
+            ci_adjusted=adjusted_interval(diffs, p, p_adjusted),
+            differences=tuple(diffs),
         )
-        for (group, base, label, diffs), p_adjusted in zip(drafts, adjusted, strict=True)
+        for (group, base, label, diffs), p, p_adjusted in zip(
+            drafts, p_values, adjusted, strict=True
+        )
     ]
+
+
+def paired_test(differences: list[float]) -> float | None:
+    """The paired test of a comparison; None below :data:`MIN_SEEDS_FOR_CI` pairs."""
+    return paired_t_test(differences) if len(differences) >= MIN_SEEDS_FOR_CI else None
+
+
+def adjusted_interval(
+    differences: list[float], p_value: float | None, p_holm: float | None, alpha: float = ALPHA
+) -> Interval | None:
+    """The t-interval at the Holm-effective level of one comparison (None without a test)."""
+    if p_value is None or p_holm is None:
+        return None
+    return t_interval(differences, 1.0 - holm_level(p_value, p_holm, alpha))
 
 
 @dataclass(frozen=True)
@@ -169,7 +230,7 @@ class Crossover:
 
     context: dict[str, Any]
     worse_up_to: int | None
-    """Largest batch size at which the baseline is significantly worse than the best alternative."""
+    """Largest batch size at which some alternative is significantly better than the baseline."""
     fine_from: int | None
     """Smallest batch size at which no alternative is significantly better than the baseline."""
 
@@ -178,6 +239,13 @@ def best_alternative(comparisons: list[Comparison]) -> Comparison | None:
     """The comparison against the alternative with the best mean (most negative difference)."""
     measured = [c for c in comparisons if c.difference is not None]
     return min(measured, key=lambda c: c.difference) if measured else None
+
+
+def best_significant(comparisons: list[Comparison]) -> Comparison | None:
+    """Of the alternatives that beat the baseline significantly, the one with the best mean;
+    None when none does. Every alternative is judged, not only the best mean: a noisy best mean
+    may be not significant while another alternative beats the baseline clearly."""
+    return best_alternative([c for c in comparisons if better(c)])
 
 
 def crossovers(comparisons: list[Comparison], axis: str = "batch_size") -> list[Crossover]:
@@ -190,17 +258,12 @@ def crossovers(comparisons: list[Comparison], axis: str = "batch_size") -> list[
         by_rest[cell_key(rest)][comparison.context[axis]].append(comparison)
     result = []
     for key, by_size in by_rest.items():
-        worse = [size for size, cs in by_size.items() if _significantly_worse(cs)]
-        fine = [size for size, cs in by_size.items() if not any(_better(c) for c in cs)]
+        worse = [size for size, cs in by_size.items() if best_significant(cs) is not None]
+        fine = [size for size, cs in by_size.items() if not any(better(c) for c in cs)]
         result.append(Crossover(json.loads(key), max(worse, default=None), min(fine, default=None)))
     return result
 
 
-def _better(comparison: Comparison) -> bool:
+def better(comparison: Comparison) -> bool:
     """The alternative is significantly better than the baseline."""
     return comparison.significant and (comparison.difference or 0.0) < 0
-
-
-def _significantly_worse(comparisons: list[Comparison]) -> bool:
-    best = best_alternative(comparisons)
-    return best is not None and _better(best)

@@ -1,33 +1,71 @@
-"""The best remedy that keeps BN, where BN loses: for the verdict's recommendation.
+"""The remedies that keep BN, where BN loses: for the verdict's recommendation.
 
-Where the baseline (BN) is significantly below the best alternative of a context, a user's
-next question is whether a BN variant recovers the loss without changing the architecture. The
+Where the baseline (BN) is significantly below an alternative of a context, a user's next
+question is whether a BN variant recovers the loss without changing the architecture. The
 candidates are the study's levels whose registry entry ``keeps_bn`` (Batch Renorm, ghost BN,
 MABN, CBN, EvalNorm; never an ``ablation`` such as ``cbn_naive``) and PreciseBN recalibration of
-the baseline's own runs, read from their ``gap`` records. Each is compared with the best
-alternative by seed, as the baseline is (paired t-test, Holm-corrected over the candidates of the
-context, percentile-bootstrap CI): *within noise* when it is not significantly below it.
+the baseline's own runs, read from their ``gap`` records. Each is compared with that alternative
+by seed (candidate minus alternative), with two tests, each Holm-corrected over the candidates
+of the context:
+
+- *equivalent within ±margin*: two one-sided t-tests (TOST; Schuirmann 1987) that the mean
+  paired difference lies inside (-margin, margin), :data:`EQUIVALENCE_MARGIN` = 1 point by
+  default. "Not significantly below" would reward the noisiest candidate, and more candidates (a
+  stronger correction) would make it easier to pass; an equivalence test has to show closeness.
+- *significantly better*: the paired t-test, as the baseline's comparisons.
+
+A candidate is offered when it is equivalent or significantly better; candidates are ranked by
+mean, each with its interval. The TOST interval is the (1 - 2a) t-interval at the Holm-effective
+level a (:func:`~.statistics.holm_level`): it lies inside ±margin exactly when the candidate is
+declared equivalent.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from normlab.errors import NormlabError
 from normlab.norms import norm_entry
 
 from .compare import ALPHA, CellStats, Comparison, paired_comparisons
+from .statistics import MIN_SEEDS_FOR_CI, Interval, equivalence_test, holm, holm_level, t_interval
 
 PRECISE_SUFFIX = " + PreciseBN"
 """The name of the baseline recalibrated by PreciseBN, after the baseline's own."""
+EQUIVALENCE_MARGIN = 0.01
+"""Equivalence margin of a remedy against the alternative, in accuracy (0.01 = 1 point)."""
 
 
-def within_noise(remedy: Comparison) -> bool:
-    """A candidate (``remedy.baseline``) not significantly below the best alternative
-    (``remedy.alternative``); needs a test: at least 2 seeds."""
-    if remedy.p_holm is None:
-        return False
-    return (remedy.difference or 0.0) >= 0 or remedy.p_holm >= ALPHA
+@dataclass(frozen=True)
+class Remedy:
+    """One candidate against the alternative it should replace, in one context."""
+
+    comparison: Comparison
+    """Candidate (``baseline``) minus alternative (``alternative``): difference, t-test."""
+    margin: float
+    p_equivalence: float | None
+    """TOST p-value; None below three pairs."""
+    p_equivalence_holm: float | None
+    ci_equivalence: Interval | None
+    """The (1 - 2a) t-interval at the Holm-effective level a of the TOST."""
+
+    @property
+    def name(self) -> str:
+        return self.comparison.baseline
+
+    @property
+    def equivalent(self) -> bool:
+        return self.p_equivalence_holm is not None and self.p_equivalence_holm < ALPHA
+
+    @property
+    def better(self) -> bool:
+        return self.comparison.significant and (self.comparison.difference or 0.0) > 0
+
+    @property
+    def acceptable(self) -> bool:
+        """Shown equivalent within the margin, or significantly better."""
+        return self.equivalent or self.better
 
 
 def keeps_bn(level: Any) -> bool:
@@ -39,19 +77,18 @@ def keeps_bn(level: Any) -> bool:
     return entry.keeps_bn and not entry.ablation
 
 
-def best_remedy(
+def rank_remedies(
     members: list[CellStats],
     baseline: str,
     versus: str,
     baseline_gaps: dict[int, dict[str, Any]],
-) -> Comparison | None:
-    """The best candidate of one context (``members``: its cells) against ``versus``, as a
-    :class:`~.compare.Comparison` of candidate (``baseline``) minus ``versus``
-    (``alternative``): the best within noise, else the closest; None without any candidate or
-    any shared seed."""
+    margin: float = EQUIVALENCE_MARGIN,
+) -> list[Remedy]:
+    """Every candidate of one context (``members``: its cells) against ``versus``, ranked by
+    mean difference (best first); empty without a candidate or a shared seed."""
     target = next((c for c in members if c.label == versus), None)
     if target is None:
-        return None
+        return []
     candidates = {
         str(c.label): c.test_by_seed
         for c in members
@@ -68,6 +105,22 @@ def best_remedy(
             diffs = [by_seed[s] - target.test_by_seed[s] for s in seeds]
             drafts.append((target.context, name, versus, diffs))
     if not drafts:
-        return None
-    remedies = paired_comparisons(drafts)
-    return max(remedies, key=lambda r: (within_noise(r), r.difference))
+        return []
+    comparisons = paired_comparisons(drafts)
+    p_tost = [
+        equivalence_test(d, margin) if len(d) >= MIN_SEEDS_FOR_CI else None for *_, d in drafts
+    ]
+    remedies = []
+    for comparison, p, p_holm in zip(comparisons, p_tost, holm(p_tost), strict=True):
+        ci = None
+        if p is not None and p_holm is not None:
+            level = holm_level(p, p_holm, ALPHA)
+            ci = t_interval(comparison.differences, 1.0 - 2.0 * level)
+        remedies.append(Remedy(comparison, margin, p, p_holm, ci))
+    return sorted(remedies, key=lambda r: -(r.comparison.difference or 0.0))
+
+
+def best_remedy(remedies: list[Remedy]) -> Remedy | None:
+    """The best-mean acceptable candidate, else the best-mean one (the closest)."""
+    acceptable = [r for r in remedies if r.acceptable]
+    return (acceptable or remedies or [None])[0]

@@ -4,7 +4,8 @@ Pure functions over the dicts ``Store.records()`` returns (no torch, no I/O). A 
 combination of factor levels (everything but lr and seed). Under the tuned protocol the selected
 lr of a cell maximizes the mean *validation* accuracy over seeds (a diverged run counts as 0, so
 an unstable lr is not selected for a lucky seed; ties go to the smaller lr); the cell reports the
-*test* accuracy of its runs at that lr.
+*test* accuracy of its runs at that lr, every seed of it: a run that diverged there counts as
+:data:`DIVERGED_ACCURACY`, as it counted in selection.
 """
 
 from __future__ import annotations
@@ -13,10 +14,17 @@ import json
 import math
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from .statistics import MIN_SEEDS_FOR_CI, holm, paired_t_test
+
 FINISHED = ("done", "diverged")
+DIVERGED_ACCURACY = 0.0
+"""Test (and validation) accuracy of a diverged run: 0, as in lr selection. Dropping it from the
+test statistics would report the survivors of an lr that selection charged for the divergence."""
+WINNER_ALPHA = 0.05
+"""Family-wise error rate of the winners table's paired tests (Holm over its groups)."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,8 @@ class CellSummary:
     diverged_total: int
     """Diverged runs over the whole lr grid."""
     test_accs: tuple[float, ...]
-    """Test accuracies (running statistics) of the finished runs at the selected lr."""
+    """Test accuracies (running statistics) of the finished runs at the selected lr, a diverged
+    run as :data:`DIVERGED_ACCURACY`."""
     test_accs_batch_stats: tuple[float, ...]
     finished: int
     """Runs of the cell (all lrs and seeds) that finished: done or diverged."""
@@ -47,12 +56,21 @@ class CellSummary:
     """Collapsed runs over the whole lr grid."""
     precise_accs: tuple[float, ...] = ()
     """Test accuracies with PreciseBN statistics (the ``gap`` diagnostic) of the finished runs at
-    the selected lr that recorded one (norms with running statistics)."""
+    the selected lr that recorded one (norms with running statistics), a diverged run there as
+    :data:`DIVERGED_ACCURACY`."""
+    test_seeds: tuple[int, ...] = ()
+    """The seed of each entry of ``test_accs``."""
+    val_accs_by_lr: dict[float, tuple[float | None, ...]] = field(default_factory=dict)
+    """Validation accuracy per lr and seed (None: the run diverged)."""
 
     @property
     def complete(self) -> bool:
         """Every planned run of the cell has finished."""
         return self.finished == self.planned
+
+    @property
+    def all_diverged(self) -> bool:
+        return self.seeds > 0 and self.diverged == self.seeds
 
     @property
     def test_mean(self) -> float | None:
@@ -109,7 +127,8 @@ def summarize(records: list[dict[str, Any]]) -> list[CellSummary]:
             for lr, lr_runs in sorted(by_lr.items())
         }
         selected = max(sorted(val_by_lr), key=lambda lr: (val_by_lr[lr], -lr))
-        chosen = [r for r in by_lr[selected] if r["status"] == "done"]
+        every = sorted(by_lr[selected], key=lambda r: r["config"]["seed"])
+        chosen = [r for r in every if r["status"] == "done"]
         summaries.append(
             CellSummary(
                 cell=full_cell(runs[0]),
@@ -119,20 +138,38 @@ def summarize(records: list[dict[str, Any]]) -> list[CellSummary]:
                 seeds=len(by_lr[selected]),
                 diverged=len(by_lr[selected]) - len(chosen),
                 diverged_total=sum(r["status"] == "diverged" for r in finished),
-                test_accs=tuple(r["test_acc"] for r in chosen),
-                test_accs_batch_stats=tuple(r["test_acc_batch_stats"] for r in chosen),
+                test_accs=tuple(_accuracy(r, "test_acc") for r in every),
+                test_accs_batch_stats=tuple(_accuracy(r, "test_acc_batch_stats") for r in every),
                 finished=len(finished),
                 planned=len(runs),
                 collapsed=sum(bool(r.get("collapsed")) for r in chosen),
                 collapsed_total=sum(bool(r.get("collapsed")) for r in finished),
-                precise_accs=tuple(
-                    r["diagnostics"]["gap"]["precise_acc"]
-                    for r in chosen
-                    if "gap" in r.get("diagnostics", {})
-                ),
+                precise_accs=_precise_accuracies(every),
+                test_seeds=tuple(r["config"]["seed"] for r in every),
+                val_accs_by_lr={
+                    lr: tuple(r["val_acc"] if r["status"] == "done" else None for r in lr_runs)
+                    for lr, lr_runs in sorted(by_lr.items())
+                },
             )
         )
     return summaries
+
+
+def _precise_accuracies(runs: list[dict[str, Any]]) -> tuple[float, ...]:
+    """PreciseBN accuracies of the runs with a gap record; once any run has one, a diverged run
+    counts as DIVERGED_ACCURACY, as in the EMA accuracies beside it (same seeds, same mean)."""
+    recorded = [r for r in runs if "gap" in (r.get("diagnostics") or {})]
+    if not recorded:
+        return ()
+    return tuple(
+        DIVERGED_ACCURACY if r["status"] == "diverged" else r["diagnostics"]["gap"]["precise_acc"]
+        for r in runs
+        if r["status"] == "diverged" or r in recorded
+    )
+
+
+def _accuracy(record: dict[str, Any], key: str) -> float:
+    return DIVERGED_ACCURACY if record["status"] == "diverged" else record[key]
 
 
 @dataclass(frozen=True)
@@ -147,9 +184,12 @@ class Winner:
     margin: float | None
     """best_mean minus the runner-up's mean."""
     clear: bool
-    """The margin exceeds both cells' seed standard deviations."""
+    """The best level beats the runner-up in a paired t-test by seed, Holm-corrected over the
+    groups of the call (:data:`WINNER_ALPHA`)."""
     measured_noise: bool = True
-    """Both cells have two or more seeds, so a seed standard deviation exists."""
+    """The two cells share at least three seeds, so the paired test exists."""
+    p_holm: float | None = None
+    """Holm-adjusted p of the paired test of best against runner-up."""
 
 
 def _scoped(key: str, cell: dict[str, Any], compare: str) -> bool:
@@ -175,35 +215,49 @@ def context(cell: dict[str, Any], compare: str = "norm") -> dict[str, Any]:
 
 
 def winners(summaries: list[CellSummary], compare: str = "norm") -> list[Winner]:
-    """For each combination of the other factors, the ``compare`` level with the best test mean."""
+    """For each combination of the other factors, the ``compare`` level with the best test mean;
+    its win is *clear* when a paired t-test by seed against the runner-up is significant after
+    Holm over the groups (a margin against the seed standard deviations ignores the pairing)."""
     groups: dict[str, list[CellSummary]] = defaultdict(list)
     for summary in summaries:
         if summary.test_mean is None:
             continue
         groups[cell_key(context(summary.cell, compare))].append(summary)
-    result = []
+    drafts = []
     for key, members in groups.items():
         best, *others = sorted(members, key=lambda s: -s.test_mean)
         second = others[0] if others else None
-        measured = second is not None and None not in (best.test_std, second.test_std)
-        margin = best.test_mean - second.test_mean if second is not None else None
+        differences = _paired(best, second) if second is not None else []
+        p = paired_t_test(differences) if len(differences) >= MIN_SEEDS_FOR_CI else None
+        drafts.append((key, best, second, p))
+    adjusted = holm([p for *_, p in drafts])
+    result = []
+    for (key, best, second, _), p_holm in zip(drafts, adjusted, strict=True):
         result.append(
             Winner(
                 group=json.loads(key),
                 best=variant(best.cell, compare),
                 best_mean=best.test_mean,
                 runner_up=variant(second.cell, compare) if second is not None else None,
-                margin=margin,
-                clear=measured and margin > max(best.test_std, second.test_std),
-                measured_noise=measured,
+                margin=best.test_mean - second.test_mean if second is not None else None,
+                clear=p_holm is not None and p_holm < WINNER_ALPHA,
+                measured_noise=p_holm is not None,
+                p_holm=p_holm,
             )
         )
     return result
 
 
+def _paired(first: CellSummary, second: CellSummary) -> list[float]:
+    """Per-seed differences first - second over the seeds both cells have."""
+    a = dict(zip(first.test_seeds, first.test_accs, strict=True))
+    b = dict(zip(second.test_seeds, second.test_accs, strict=True))
+    return [a[s] - b[s] for s in sorted(set(a) & set(b))]
+
+
 def format_mean_std(summary: CellSummary) -> str:
     """``0.962 ± 0.004``, with diverged runs noted (``diverged (3/3)`` when all at the lr did)."""
-    if summary.test_mean is None:
+    if summary.test_mean is None or summary.all_diverged:
         return f"diverged ({summary.diverged}/{summary.seeds})"
     text = f"{summary.test_mean:.3f}"
     if summary.test_std is not None:
@@ -218,29 +272,44 @@ def format_mean_std(summary: CellSummary) -> str:
 
 @dataclass(frozen=True)
 class LearningRateRange:
-    """The widest contiguous run of a cell's grid learning rates within ``margin`` of its best."""
+    """The widest contiguous run of a cell's grid learning rates within ``margin`` (plus a noise
+    allowance) of its best."""
 
     cell: dict[str, Any]
     low: float
     high: float
     decades: float
     """log10(high / low): 0 when a single learning rate qualifies."""
+    at_low_edge: bool = False
+    """The range starts at the smallest lr tried (and has more than one lr to choose from): it may
+    extend below the grid, so its width is a lower bound."""
+    at_high_edge: bool = False
+    """The range ends at the largest lr tried: it may extend above the grid."""
 
 
 def usable_lr_range(summary: CellSummary, margin: float = 0.01) -> LearningRateRange:
     """The widest contiguous interval of the cell's lr grid whose mean validation accuracy
-    (diverged runs as 0, as in lr selection) is within ``margin`` of the best; ties go to the
-    interval holding the selected lr. BN's claimed benefit (Ioffe & Szegedy 2015; Bjorck et al.
-    2018) is a wider range. The same rule as ``normlab.diagnostics.usable_lr_range`` (which
-    works on raw run records), here on a summary so that the report needs no other layer.
+    (diverged runs as 0, as in lr selection) is within ``margin`` of the best, plus a noise
+    allowance: the standard error of the difference of the two means, sqrt(s_b^2 / n_b + s^2 /
+    n), from the seed standard deviations of the runs that trained (a diverged run lowers the
+    mean but is not noise). The allowance keeps seed noise from cutting a range short; it is an
+    allowance, not a test. Ties go to the interval holding the selected lr. A range that touches
+    an end of the grid is marked (it may continue beyond it). BN's claimed benefit (Ioffe &
+    Szegedy 2015; Bjorck et al. 2018) is a wider range. ``normlab.diagnostics.usable_lr_range``
+    (on raw run records) applies the margin alone.
     """
     grid = sorted(summary.val_by_lr)
     means = [summary.val_by_lr[lr] for lr in grid]
-    best = max(means)
+    errors = [_standard_error(summary.val_accs_by_lr.get(lr, ())) for lr in grid]
     best_index = grid.index(summary.selected_lr)
+    best = means[best_index]
     candidates = []
     start = None
-    for index, ok in enumerate([*(m >= best - margin for m in means), False]):
+    usable = [
+        m >= best - margin - math.hypot(errors[best_index], e)
+        for m, e in zip(means, errors, strict=True)
+    ]
+    for index, ok in enumerate([*usable, False]):
         if ok and start is None:
             start = index
         elif not ok and start is not None:
@@ -248,4 +317,20 @@ def usable_lr_range(summary: CellSummary, margin: float = 0.01) -> LearningRateR
             candidates.append((width, start <= best_index <= index - 1, start, index - 1))
             start = None
     width, _, low, high = max(candidates)
-    return LearningRateRange(summary.cell, grid[low], grid[high], width)
+    several = len(grid) > 1
+    return LearningRateRange(
+        summary.cell,
+        grid[low],
+        grid[high],
+        width,
+        at_low_edge=several and low == 0,
+        at_high_edge=several and high == len(grid) - 1,
+    )
+
+
+def _standard_error(values: tuple[float | None, ...]) -> float:
+    """sd / sqrt(n) of a mean over ``values`` (None counted in n, not in sd); 0 below two."""
+    trained = [v for v in values if v is not None]
+    if len(trained) < 2:
+        return 0.0
+    return statistics.stdev(trained) / math.sqrt(len(values))

@@ -1,14 +1,20 @@
 """The verdict: sentences computed from the comparisons, never a template that assumes an outcome.
 
-Each sentence states a number with its interval and the test behind it. The baseline is
-*significantly worse* at a batch size when the alternative with the best mean beats it with a
-Holm-adjusted p < 0.05; *significantly better* when it beats every alternative so; otherwise it is
-*within noise of the best*. With fewer than three seeds there is no interval, and the verdict says
-so. When the store holds inference-statistics gap records (``diagnostics.gap``) for the baseline,
-the deficit is decomposed: how much of it PreciseBN recalibration recovers (Wu & Johnson 2021).
-When the compared factor is the norm, each deficit also names the best remedy that keeps BN
-(:mod:`.remedies`), and the recommendation offers it where it is within noise of the best
-alternative.
+Each sentence states a number with its interval and the test behind it. Every alternative is
+judged, not only the best mean: the baseline is *significantly worse* in a context when any
+alternative beats it with a Holm-adjusted p < 0.05 (the sentence names the best such
+alternative, and separately the best mean when that one is not significant);
+*significantly better* when it beats every alternative so; otherwise it is *within noise of the
+best*. Claims quote the Holm-adjusted interval (:attr:`~.compare.Comparison.ci_adjusted`),
+which excludes 0 exactly when the Holm test rejects; tables show the unadjusted 95% interval
+beside it. With fewer than three seeds there is no interval and no test, and the verdict says
+so. Before any comparison the verdict names contexts where the task cannot discriminate (every
+cell at the ceiling or at chance, :mod:`.caveats`) and runs that diverged at a selected lr.
+When the store holds inference-statistics gap records (``diagnostics.gap``) for the baseline, a
+deficit is decomposed by the paired difference PreciseBN - EMA over seeds, with its interval
+(Wu & Johnson 2021). When the compared factor is the norm, each deficit also ranks the remedies
+that keep BN (:mod:`.remedies`), and the recommendation offers the best one shown equivalent
+to the alternative within the margin.
 """
 
 from __future__ import annotations
@@ -18,9 +24,18 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from .compare import ALPHA, CellStats, Comparison, best_alternative
-from .remedies import best_remedy, keeps_bn, within_noise
-from .statistics import MIN_SEEDS_FOR_CI, Interval
+from .caveats import (
+    context_where as _where,
+)
+from .caveats import (
+    diverged_cells,
+    divergence_sentence,
+    saturation,
+    saturation_sentence,
+)
+from .compare import ALPHA, CellStats, Comparison, best_alternative, best_significant
+from .remedies import EQUIVALENCE_MARGIN, Remedy, best_remedy, keeps_bn, rank_remedies
+from .statistics import MIN_SEEDS_FOR_CI, Interval, t_interval
 from .summary import cell_key
 
 
@@ -39,32 +54,60 @@ def points(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
-def interval(ci: Interval | None) -> str:
+def interval(ci: Interval | None, label: str = "95% CI") -> str:
     if ci is None:
         return "no CI: fewer than 3 seeds"
-    return f"95% CI {points(ci.low)} to {points(ci.high)}"
+    return f"{label} {points(ci.low)} to {points(ci.high)}"
+
+
+def adjusted(comparison: Comparison, negate: bool = False) -> str:
+    """The comparison's Holm-adjusted interval (negated: alternative - baseline), or why none."""
+    return _interval_of(comparison, comparison.ci_adjusted, "Holm-adjusted CI", negate)
+
+
+def unadjusted(comparison: Comparison) -> str:
+    """The comparison's unadjusted 95% interval, or why none."""
+    return _interval_of(comparison, comparison.ci, "95% CI", False)
+
+
+def _interval_of(comparison: Comparison, ci: Interval | None, label: str, negate: bool) -> str:
+    if ci is None:
+        if comparison.seeds < MIN_SEEDS_FOR_CI:
+            return "no CI: fewer than 3 seeds"
+        return "no CI: identical paired differences, exact sign-flip test"
+    return interval(ci.negated() if negate else ci, label)
 
 
 def _p(comparison: Comparison) -> str:
     if comparison.p_holm is None:
-        return "no test: fewer than 2 seeds"
+        return "no test: fewer than 3 seeds"
     return f"Holm p = {comparison.p_holm:.2g}"
 
 
-def _where(context: dict[str, Any]) -> str:
-    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in context.items())
-
-
-def gap_recovery(cell: CellStats, gaps: dict[int, dict[str, Any]]) -> dict[str, float] | None:
-    """Mean EMA, PreciseBN and batch-statistics accuracy of ``cell``'s seeds that have a gap
-    record (``gaps``: seed -> ``GapReport.to_dict()``); None without any."""
+def precise_gain(cell: CellStats, gaps: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+    """PreciseBN - EMA test accuracy of ``cell``'s seeds that have a gap record (``gaps``: seed
+    -> ``GapReport.to_dict()``), paired by seed: mean difference and its 95% t-interval, with
+    the mean EMA, PreciseBN and batch-statistics accuracies; None without any."""
     found = [gaps[s] for s in cell.test_by_seed if s in gaps]
     if not found:
         return None
-    return {
+    differences = [g["precise_acc"] - g["running_acc"] for g in found]
+    means = {
         key: statistics.fmean(g[f"{key}_acc"] for g in found)
         for key in ("running", "precise", "batch")
     }
+    return {
+        **means,
+        "difference": statistics.fmean(differences),
+        "ci": t_interval(differences),
+        "seeds": len(found),
+    }
+
+
+def _gain_interval(gain: dict[str, Any]) -> str:
+    if gain["ci"] is None and gain["seeds"] >= MIN_SEEDS_FOR_CI:
+        return "no CI: identical differences"
+    return interval(gain["ci"])
 
 
 def verdict(
@@ -74,10 +117,12 @@ def verdict(
     baseline: str,
     gaps: dict[str, dict[int, dict[str, Any]]] | None = None,
     axis: str = "batch_size",
+    margin: float = EQUIVALENCE_MARGIN,
 ) -> Verdict:
     """Sentences about ``baseline`` against the other levels of ``compare``.
 
-    ``gaps``: cell key -> seed -> gap record, for the decomposition of a deficit.
+    ``gaps``: cell key -> seed -> gap record, for the decomposition of a deficit. ``margin``:
+    the equivalence margin of a remedy (accuracy; 0.01 = 1 point).
     """
     gaps = gaps or {}
     if not comparisons:
@@ -92,50 +137,75 @@ def verdict(
     members_of: dict[str, list[CellStats]] = defaultdict(list)
     for cell in cells:
         members_of[cell_key(cell.context)].append(cell)
-    remedies: dict[str, Comparison] = {}
-    worse, better, tied = [], [], []
-    for members in by_context.values():
+    sentences = []
+    saturated: dict[str, str] = {}
+    for key in by_context:
+        kind = saturation(members_of[key])
+        if kind is not None:
+            saturated[key] = kind
+    for kind in ("ceiling", "chance"):
+        found = [by_context[k][0] for k, v in saturated.items() if v == kind]
+        if found:
+            sentences.append(
+                saturation_sentence(
+                    _list_where(_ordered(found, axis), axis), kind, compare, baseline
+                )
+            )
+    seeds = min(c.seeds for c in comparisons)
+    if seeds < MIN_SEEDS_FOR_CI:
+        sentences.append(
+            f"With {seeds} seed(s) per cell there are no confidence intervals and no tests: the "
+            "differences below are point estimates, none of them significant."
+        )
+    for cell in diverged_cells(cells):
+        if cell_key(cell.context) in by_context:
+            sentences.append(divergence_sentence(cell, _where(cell.context) or "every context"))
+    remedies: dict[str, Remedy] = {}
+    worse: list[Comparison] = []
+    better: list[Comparison] = []
+    tied: list[Comparison] = []
+    best_means: dict[str, Comparison] = {}
+    for key, members in by_context.items():
         best = best_alternative(members)
-        if best is None:
+        if best is None or key in saturated:
             continue
-        if best.significant and best.difference < 0:
-            worse.append(best)
+        significant = best_significant(members)
+        if significant is not None:
+            worse.append(significant)
+            best_means[key] = best
         elif all(c.significant and (c.difference or 0) > 0 for c in members):
             better.append(min(members, key=lambda c: c.difference or 0))
         else:
             tied.append(best)
-    seeds = min(c.seeds for c in comparisons)
-    sentences = []
-    if seeds < MIN_SEEDS_FOR_CI:
-        sentences.append(
-            f"With {seeds} seed(s) per cell there are no confidence intervals: the differences "
-            "below are point estimates."
-        )
     for best in _ordered(worse, axis):
+        key = cell_key(best.context)
         text = (
             f"At {_where(best.context)}, {baseline}'s test accuracy is "
             f"{points(-best.difference)} points below {best.alternative} "
-            f"({interval(_negated(best.ci))}, {_p(best)}, d_z = {_dz(best)}, {best.seeds} seeds)"
+            f"({adjusted(best, negate=True)}, {_p(best)}, d_z = {_dz(best)}, {best.seeds} seeds)"
         )
-        base = base_cells.get(cell_key(best.context))
-        base_gaps = gaps.get(cell_key(base.summary.cell), {}) if base else {}
-        recovered = gap_recovery(base, base_gaps) if base else None
-        if recovered is not None:
-            deficit = -best.difference
-            gain = recovered["precise"] - recovered["running"]
+        top = best_means[key]
+        if top is not best:
             text += (
-                f"; PreciseBN recalibration recovers {100 * gain / deficit:.0f}% of that gap "
-                f"(EMA {points(recovered['running'])}%, PreciseBN {points(recovered['precise'])}%,"
-                f" batch statistics {points(recovered['batch'])}%)"
+                f"; the best mean there, {top.alternative}'s, is {points(-top.difference)} points "
+                f"above {baseline}, but not significantly ({adjusted(top, negate=True)}, {_p(top)})"
+            )
+        base = base_cells.get(key)
+        base_gaps = gaps.get(cell_key(base.summary.cell), {}) if base else {}
+        gain = precise_gain(base, base_gaps) if base else None
+        if gain is not None:
+            text += (
+                f"; PreciseBN recalibration of {baseline}'s runs changes its accuracy by "
+                f"{100 * gain['difference']:+.1f} points (PreciseBN - EMA, paired over "
+                f"{gain['seeds']} seeds, {_gain_interval(gain)}; EMA {points(gain['running'])}%, "
+                f"PreciseBN {points(gain['precise'])}%, batch statistics {points(gain['batch'])}%)"
             )
         sentences.append(text + ".")
         if compare == "norm" and not keeps_bn(best.alternative):
-            remedy = best_remedy(
-                members_of[cell_key(best.context)], baseline, best.alternative, base_gaps
-            )
-            if remedy is not None:
-                remedies[cell_key(best.context)] = remedy
-                sentences.append(_remedy_sentence(remedy))
+            ranked = rank_remedies(members_of[key], baseline, best.alternative, base_gaps, margin)
+            if ranked:
+                remedies[key] = best_remedy(ranked)
+                sentences.append(_remedy_sentence(ranked, best.alternative, margin))
     behind = [c for c in tied if c.difference < 0]
     if behind:
         within = _ordered(behind, axis)
@@ -144,8 +214,7 @@ def verdict(
             f"At {_list_where(within, axis)}, {baseline} is within noise of the best "
             f"(largest gap to the best alternative: {baseline} - {largest.alternative} = "
             f"{points(largest.difference)} points at {_where(largest.context)}, "
-            f"{interval(largest.ci)}, "
-            f"{_p(largest)})."
+            f"{adjusted(largest)}, {_p(largest)})."
         )
     ahead = [c for c in tied if c.difference >= 0]
     if ahead:
@@ -155,16 +224,16 @@ def verdict(
             f"At {_list_where(within, axis)}, {baseline} has the best mean, but not "
             f"significantly (smallest lead over the next best: {baseline} - "
             f"{smallest.alternative} = {points(smallest.difference)} points at "
-            f"{_where(smallest.context)}, {interval(smallest.ci)}, {_p(smallest)})."
+            f"{_where(smallest.context)}, {adjusted(smallest)}, {_p(smallest)})."
         )
     for best in _ordered(better, axis):
         sentences.append(
             f"At {_where(best.context)}, {baseline} is significantly better than every "
             f"alternative, by at least {points(best.difference)} points over {best.alternative} "
-            f"({interval(best.ci)}, {_p(best)})."
+            f"({adjusted(best)}, {_p(best)})."
         )
     # Where the baseline is not the clear winner, it may still beat some alternatives.
-    tied_keys = {cell_key(c.context) for c in tied}
+    tied_keys = {cell_key(c.context) for c in tied} | {cell_key(c.context) for c in worse}
     wins = [
         c
         for c in comparisons
@@ -173,37 +242,87 @@ def verdict(
     for alternative in dict.fromkeys(c.alternative for c in _ordered(wins, axis)):
         found = [c for c in _ordered(wins, axis) if c.alternative == alternative]
         details = "; ".join(
-            f"{points(c.difference)} points at {_where(c.context)}, {interval(c.ci)}, {_p(c)}"
+            f"{points(c.difference)} points at {_where(c.context)}, {adjusted(c)}, {_p(c)}"
             for c in found
         )
         sentences.append(
             f"{baseline} is significantly better than {alternative} at "
             f"{_list_where(found, axis)} ({details})."
         )
-    significant = any(c.significant for c in comparisons)
-    if not significant:
+    judged = [c for c in comparisons if cell_key(c.context) not in saturated]
+    significant = any(c.significant for c in judged)
+    tested = [c for c in judged if c.p_holm is not None]
+    if tested and not significant:
         sentences.append(
             f"No difference between {baseline} and the other levels of {compare} is significant "
             f"(Holm-corrected over {len(comparisons)} paired comparisons at alpha = {ALPHA})."
         )
-    recommendation = _recommend(worse, better, tied, significant, baseline, axis, remedies, compare)
+    if judged and not tested:
+        recommendation = (
+            "Recommendation: none yet: with fewer than 3 seeds per cell nothing was tested; run "
+            "the study with 3 or more seeds."
+        )
+    elif not judged:
+        recommendation = (
+            f"Recommendation: none yet: the task does not discriminate between the levels of "
+            f"{compare}; make it discriminate (above) and run the study again."
+        )
+    else:
+        recommendation = _recommend(
+            worse, better, tied, significant, baseline, axis, remedies, compare, margin
+        )
+    unstable = [c for c in diverged_cells(cells) if c.label == baseline]
+    if unstable and judged:
+        listed = "; ".join(
+            f"{_where(c.context) or 'the study'} ({c.summary.diverged} of {c.summary.seeds} seeds)"
+            for c in unstable
+        )
+        recommendation += (
+            f" Beware: {baseline} diverged at its selected lr at {listed}; its numbers there "
+            "count those runs at accuracy 0."
+        )
     return Verdict(tuple(sentences), recommendation)
 
 
-def _remedy_sentence(remedy: Comparison) -> str:
-    """``remedy``: the candidate (``baseline``) against the best alternative."""
-    numbers = (
-        f"{remedy.baseline} - {remedy.alternative} = {points(remedy.difference or 0.0)} points, "
-        f"{interval(remedy.ci)}, {_p(remedy)}"
-    )
-    if within_noise(remedy):
-        return (
-            f"The best remedy there that keeps BN, {remedy.baseline}, is within noise of "
-            f"{remedy.alternative} ({numbers})."
+def _remedy_line(remedy: Remedy, versus: str, margin: float) -> str:
+    c = remedy.comparison
+    if remedy.ci_equivalence is not None:
+        tost = (
+            f"TOST {interval(remedy.ci_equivalence, 'interval')}, "
+            f"Holm p = {remedy.p_equivalence_holm:.2g}"
         )
+    elif remedy.p_equivalence_holm is not None:
+        tost = f"TOST Holm p = {remedy.p_equivalence_holm:.2g}"
+    else:
+        tost = "no TOST: fewer than 3 seeds"
+    if remedy.better:
+        status = f"significantly better than {versus}"
+    elif remedy.equivalent:
+        status = f"equivalent within ±{points(margin)} points"
+    else:
+        status = "not shown equivalent"
+    return f"{remedy.name} {points(c.difference or 0.0)} points ({tost}: {status})"
+
+
+def _remedy_sentence(ranked: list[Remedy], versus: str, margin: float) -> str:
+    """The remedies that keep BN against ``versus``, ranked by mean, and the best acceptable."""
+    listed = "; ".join(_remedy_line(r, versus, margin) for r in ranked)
+    best = best_remedy(ranked)
+    head = (
+        f"Remedies that keep BN there, against {versus} (candidate - {versus}, ranked by mean; "
+        f"equivalence: two one-sided tests within ±{points(margin)} points, Holm over the "
+        f"candidates): {listed}."
+    )
+    if best is not None and best.acceptable:
+        how = (
+            f"significantly better than {versus}"
+            if best.better
+            else f"equivalent to {versus} within ±{points(margin)} points"
+        )
+        return f"{head} The best, {best.name}, is {how}."
     return (
-        f"No remedy that keeps BN comes within noise of {remedy.alternative} there (the "
-        f"closest, {remedy.baseline}: {numbers})."
+        f"{head} No remedy that keeps BN is shown equivalent to {versus} within "
+        f"±{points(margin)} points there (the closest by mean: {ranked[0].name})."
     )
 
 
@@ -214,8 +333,9 @@ def _recommend(
     significant: bool,
     baseline: str,
     axis: str,
-    remedies: dict[str, Comparison],
+    remedies: dict[str, Remedy],
     compare: str,
+    margin: float,
 ) -> str:
     if not significant:
         return (
@@ -227,12 +347,12 @@ def _recommend(
     by_alternative: dict[tuple[str, str | None], list[Comparison]] = defaultdict(list)
     for comparison in _ordered(worse, axis):
         remedy = remedies.get(cell_key(comparison.context))
-        kept = remedy.baseline if remedy is not None and within_noise(remedy) else None
+        kept = remedy.name if remedy is not None and remedy.acceptable else None
         by_alternative[(comparison.alternative, kept)].append(comparison)
     switches = "; ".join(
         f"at {_list_where(members, axis)} use {alternative}"
         + (" (it keeps BN)" if compare == "norm" and keeps_bn(alternative) else "")
-        + (f", or keep BN with {kept}, within noise of it" if kept else "")
+        + (f", or keep BN with {kept}, equivalent within ±{points(margin)} points" if kept else "")
         for (alternative, kept), members in by_alternative.items()
     )
     keep = [c for c in (*tied, *better) if c.context]
@@ -261,9 +381,6 @@ def _list_where(comparisons: list[Comparison], axis: str) -> str:
     return "; ".join(_where(c.context) for c in comparisons)
 
 
-def _negated(ci: Interval | None) -> Interval | None:
-    return None if ci is None else Interval(-ci.high, -ci.low)
-
-
 def _dz(comparison: Comparison) -> str:
-    return "n/a" if comparison.effect_size is None else f"{comparison.effect_size:.1f}"
+    """d_z of the gap the sentence states (alternative - baseline): positive, as the sentence."""
+    return "n/a" if comparison.effect_size is None else f"{-comparison.effect_size:.1f}"

@@ -10,7 +10,9 @@ training split:
   ``PRECISE_MAX_EXAMPLES`` training examples) and batch statistics at the training batch size;
 - ``variance_shift``: every BN with dropout upstream, Var_inference / Var_train of its input, and
   the accuracy it costs;
-- ``stability`` (trained runs only): loss spikes, gradient norms, divergence, collapse.
+- ``stability`` (trained runs only): loss instability (the fraction of the run's loss windows
+  whose mean rose more than 5 standard errors above the lowest before it), gradient norms,
+  divergence, collapse.
 
 Trained: one run of the default protocol's shape (depth 8, widths 16/32/64 for ``resnet``; SGD
 momentum 0.9, weight decay 5e-4, cosine schedule; ``--epochs``, default 6) at the first batch
@@ -33,6 +35,7 @@ from normlab.errors import NormlabError
 from normlab.norms import norm_names
 from normlab.study.diagnose import PRECISE_MAX_EXAMPLES, diagnose_run
 from normlab.train import RunConfig, build_model, train_run
+from normlab.train.model_fit import check_model_fits
 
 from .inputs import data_from, load_checkpoint, load_into, model_ref_from, to_json
 
@@ -129,11 +132,24 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if "stability" in report:
         s = report["stability"]
         lines.append(
-            f"stability: {s['spikes']} spike(s), grad norm mean {_num(s['grad_norm_mean'])} "
+            f"stability: {_instability(s)}, grad norm mean {_num(s['grad_norm_mean'])} "
             f"variance {_num(s['grad_norm_variance'])}, diverged at {s['diverged_at']}, "
             f"collapsed {s['collapsed']}"
         )
     return lines
+
+
+def _instability(stability: dict[str, Any]) -> str:
+    """``instability 0.00 (loss never rose beyond its noise; windows of 107 steps)``."""
+    fraction = stability["instability"]
+    if fraction is None:
+        return "instability - (run too short for two loss windows)"
+    if not stability["excursion_steps"]:
+        where = "loss never rose beyond its noise"
+    else:
+        steps = ", ".join(str(step) for step in stability["excursion_steps"])
+        where = f"loss rose beyond its noise from step {steps}; largest rise {_num(stability['max_rise'])} SE"
+    return f"instability {fraction:.2f} ({where}; windows of {stability['window_steps']} steps)"
 
 
 def _num(value: float | None) -> str:
@@ -201,9 +217,11 @@ def diagnose(
         "norm": norm,
         "batch_size": sizes[0],
     }
+    torch.manual_seed(0)
+    model = build_model(config, dataset)
+    check_model_fits(model, dataset, model_ref)  # one line, not a traceback from training
     if checkpoint is not None:
-        torch.manual_seed(0)
-        model = load_into(build_model(config, dataset), load_checkpoint(checkpoint), checkpoint)
+        model = load_into(model, load_checkpoint(checkpoint), checkpoint)
         report["checkpoint"] = checkpoint
     else:
         kept: dict[str, Any] = {}

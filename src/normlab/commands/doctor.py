@@ -9,12 +9,14 @@ fix; a healthy model gets "no findings".
 (:data:`MECHANICAL_FIXES`: PreciseBN recalibration for stale or shifted running statistics,
 ``freeze_bn`` for BN layers whose parameters are frozen but whose statistics still move), to
 ``--fix-output`` or ``<checkpoint>.fixed.pt``; the input is never overwritten, nor is any
-existing file.
+existing file. Without ``--fix``, the doctor prints the command that applies them (the same
+command plus ``--fix``; ``fix_command`` in the JSON).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import click
@@ -29,6 +31,7 @@ from normlab.diagnostics import (
 )
 from normlab.errors import NormlabError
 from normlab.train import build_model_from_ref
+from normlab.train.model_fit import check_model_fits
 
 from .inputs import data_from, load_checkpoint, load_into, model_ref_from, to_json
 
@@ -49,6 +52,28 @@ def fixes_for(findings: list[Finding]) -> list[str]:
     """The mechanical fixes the findings call for, in the order they are applied."""
     kinds = {MECHANICAL_FIXES[f.code] for f in findings if f.code in MECHANICAL_FIXES}
     return [kind for kind in ("freeze_bn", "precise_bn") if kind in kinds]
+
+
+def fix_command(
+    model_ref: str,
+    data: str,
+    batch_size: int,
+    checkpoint: str,
+    grad_accumulation: int = 1,
+    weight_decay: float | None = None,
+    norm_weight_decay: bool = True,
+) -> str:
+    """The ``normlab doctor`` command that applies the mechanical fixes to ``checkpoint``: the
+    same inspection plus ``--fix``, quoted for a POSIX shell so that it runs as printed."""
+    argv = ["normlab", "doctor", "--model", model_ref, "--data", data]
+    argv += ["--batch-size", str(batch_size)]
+    if grad_accumulation != 1:
+        argv += ["--grad-accumulation", str(grad_accumulation)]
+    if weight_decay is not None:
+        argv += ["--weight-decay", str(weight_decay)]
+        if not norm_weight_decay:
+            argv.append("--no-norm-weight-decay")
+    return shlex.join([*argv, "--checkpoint", checkpoint, "--fix"])
 
 
 @click.command()
@@ -121,6 +146,7 @@ def doctor(
     model = build_model_from_ref(
         ref, num_classes=dataset.num_classes, in_channels=dataset.in_channels, norm=None
     )
+    check_model_fits(model, dataset, model_ref)
     if checkpoint is not None:
         model = load_into(model, load_checkpoint(checkpoint), checkpoint)
     x, y = dataset.x_train[:SAMPLE_EXAMPLES], dataset.y_train[:SAMPLE_EXAMPLES]
@@ -137,6 +163,17 @@ def doctor(
         num_train_examples=len(dataset.y_train),
     )
     applied = fixes_for(findings) if fix else []
+    command = None
+    if checkpoint is not None and fixes_for(findings) and not fix:
+        command = fix_command(
+            model_ref,
+            data,
+            batch_size,
+            checkpoint,
+            grad_accumulation,
+            weight_decay,
+            norm_weight_decay,
+        )
     if output is not None and applied:
         patched = model
         for kind in applied:
@@ -149,10 +186,19 @@ def doctor(
             "findings": [finding.to_dict() for finding in findings],
             "fixes": applied,
             "fixed_checkpoint": str(output) if output is not None and applied else None,
+            "fix_command": command,
         }
         click.echo(to_json(report))
         return
     click.echo(format_findings(findings))
+    kinds = ", ".join(fixes_for(findings))
+    if command is not None:
+        click.echo(f"to write a fixed copy of the checkpoint ({kinds}), run: {command}")
+    elif kinds and not fix:
+        click.echo(
+            f"{kinds} can be applied mechanically to trained weights: give them with "
+            "--checkpoint, and --fix writes a fixed copy"
+        )
     if fix:
         if applied:
             click.echo(f"fixed ({', '.join(applied)}): {output}")

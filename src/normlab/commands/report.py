@@ -3,6 +3,7 @@ store (also called by ``run`` and ``study`` when they finish)."""
 
 from __future__ import annotations
 
+import shlex
 import webbrowser
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -46,8 +47,12 @@ def load_studies(out_dir: Path) -> list[StudyInput]:
                     curves={r["run_id"]: store.curves(r["run_id"]) for r in records},
                     diagnostics=store.diagnostics(study_id),
                     legs=store.legs(study_id),
+                    estimate=store.estimate(study_id),
                     versions=_versions(),
-                    command=f"normlab study {folder / 'spec.toml'} --out {out_dir}",
+                    # Quoted: the report's command runs as printed, whatever the path.
+                    command=shlex.join(
+                        ["normlab", "study", str(folder / "spec.toml"), "--out", str(out_dir)]
+                    ),
                     spec_text=spec_toml(spec),
                 )
             )
@@ -89,7 +94,8 @@ def report(out_dir: str, open_: bool, readme: bool) -> None:
     folder = Path(out_dir)
     reports = write_reports(folder)
     if readme:
-        click.echo(readme_block(reports[-1], f"normlab report {out_dir} --readme"))
+        command = shlex.join(["normlab", "report", str(out_dir), "--readme"])
+        click.echo(readme_block(reports[-1], command))
         return
     for written in reports:
         click.echo(written.verdict.paragraph)

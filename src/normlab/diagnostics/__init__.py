@@ -13,11 +13,12 @@ from .noise import LayerNoise, NoiseReport, batch_stat_noise
 from .setup_checks import WeightDecaySetting
 from .stability import (
     LearningRateRange,
+    LossRises,
     StabilityReport,
     collapsed,
     divergence_step,
     global_gradient_norm,
-    loss_spikes,
+    loss_rises,
     stability_report,
     usable_lr_range,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "GapReport",
     "LayerNoise",
     "LearningRateRange",
+    "LossRises",
     "NoiseReport",
     "ShiftedLayer",
     "StabilityReport",
@@ -44,7 +46,7 @@ __all__ = [
     "divergence_step",
     "global_gradient_norm",
     "inference_gap",
-    "loss_spikes",
+    "loss_rises",
     "precise_copy",
     "stability_report",
     "usable_lr_range",

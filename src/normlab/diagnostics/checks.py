@@ -111,8 +111,8 @@ def check_ema_horizon(
                 "momentum": 1.0 / horizon,
             },
             fix=(
-                f"recalibrate after training (PreciseBN: normlab.recalibrate_bn, or doctor "
-                f"--fix precise_bn), or set momentum >= 1/{steps_per_epoch} = "
+                f"recalibrate after training (PreciseBN: normlab.recalibrate_bn, or the doctor's "
+                f"--fix on the checkpoint), or set momentum >= 1/{steps_per_epoch} = "
                 f"{1.0 / steps_per_epoch:.3g} (PyTorch convention)"
             ),
             severity="info",
@@ -140,8 +140,9 @@ def check_eval_gap(
         return []
     recovered = gap.precise_acc - gap.running_acc
     fix = (
-        "recalibrate the running statistics (doctor --fix precise_bn, or normlab.recalibrate_bn "
-        "over ~10^4 training inputs at the training batch size): that recovers "
+        "recalibrate the running statistics (the doctor's --fix on the checkpoint, or "
+        "normlab.recalibrate_bn over ~10^4 training inputs at the training batch size): that "
+        "recovers "
         f"{recovered:+.3f}"
     )
     if recovered < (gap.batch_acc - gap.running_acc) / 2:
@@ -196,8 +197,9 @@ def check_dropout_before_bn(
             },
             fix=(
                 "move dropout after the last BN (before the classifier), as Li et al. 2019 "
-                "recommend; meanwhile recompute the statistics with dropout off (doctor --fix "
-                f"precise_bn): {report.accuracy_cost:+.3f} accuracy here"
+                "recommend; meanwhile recompute the statistics with dropout off (the doctor's "
+                "--fix on the checkpoint, or normlab.recalibrate_bn): "
+                f"{report.accuracy_cost:+.3f} accuracy here"
             ),
             severity="warning",
         )

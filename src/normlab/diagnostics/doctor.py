@@ -18,7 +18,8 @@ Set-up (``setup_checks.py``):
 - ``weight-decay-on-norm``: weight decay on BN scales/shifts (optimizer groups or setting);
 - ``frozen-bn-updating``: BN parameters frozen but running statistics still updating;
 - ``sync-bn-inactive``: SyncBatchNorm without CUDA or without a process group;
-- ``batch-one-failure``: a training-mode forward of one example fails.
+- ``batch-one-failure``: a training-mode forward of one example fails (an error when the
+  set-up feeds a batch of one: batch size 1, or N mod B = 1; otherwise a note).
 
 A healthy model gets no findings. :func:`fix_checkpoint` applies the mechanical fixes
 (PreciseBN recalibration, freeze_bn) to a copy.
@@ -87,7 +88,7 @@ def examine(
     to be measured rather than extrapolated (a few hundred is plenty). ``optimizer`` (its
     parameter groups) or ``weight_decay_config`` tell how weight decay is applied;
     ``num_train_examples`` gives the steps per epoch for the EMA horizon check (skipped
-    without it). The model passed in is never changed.
+    without it) and whether an epoch ends on a batch of one (N mod B = 1). The model passed in is never changed.
     """
     if isinstance(batch_size, bool) or batch_size < 1:
         raise NormlabError(f"doctor: batch_size must be >= 1, got {batch_size!r}")
@@ -100,7 +101,7 @@ def examine(
         )
     if checkpoint_state is not None:
         model = _load(model, checkpoint_state)
-    findings = check_batch_of_one(model, x)
+    findings = check_batch_of_one(model, x, batch_size, num_train_examples)
     findings += check_sync_batch_norm(model, x)
     findings += check_frozen_updating(model, x, batch_size)
     findings += check_norm_weight_decay(model, optimizer, weight_decay_config)

@@ -172,13 +172,18 @@ def _layer_noise(
                 for _ in range(batches_per_size)
             ]
         )
+        if not alive.any():
+            # Every channel dead: no error to measure, and reducing over no channel makes torch
+            # warn ("degrees of freedom is <= 0"). The draws above keep the seeded stream of
+            # the later layers as it was.
+            for key in rows:
+                rows[key].append(0.0)
+            continue
         batch_means, batch_variances = means[index], variances[index]  # (K, B, C)
         mu_batch = batch_means.mean(dim=1)
         var_batch = batch_variances.mean(dim=1) + batch_means.var(dim=1, correction=0)
         mean_error = ((mu_batch - population_mean).abs() / sigma).mean(dim=1)
         variance_error = (var_batch / population_var - 1).abs().mean(dim=1)
-        if not alive.any():
-            mean_error = variance_error = torch.zeros(batches_per_size, dtype=torch.float64)
         rows["mean"].append(float(mean_error.mean()))
         rows["mean_std"].append(float(mean_error.std(correction=0)))
         rows["var"].append(float(variance_error.mean()))

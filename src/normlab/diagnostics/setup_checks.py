@@ -120,8 +120,8 @@ def check_frozen_updating(model: nn.Module, x: torch.Tensor, batch_size: int) ->
                 "momentum": sorted({str(model.get_submodule(n).momentum) for n in moved}),
             },
             fix=(
-                "freeze them for real: doctor --fix freeze_bn (normlab.freeze_bn, frozen_bn "
-                "layers), or call .eval() on these layers after every model.train()"
+                "freeze them for real (the doctor's --fix on the checkpoint, or normlab.freeze_bn: "
+                "frozen_bn layers), or call .eval() on these layers after every model.train()"
             ),
             severity="warning",
         )
@@ -164,8 +164,19 @@ def check_sync_batch_norm(model: nn.Module, x: torch.Tensor) -> list[Finding]:
     ]
 
 
-def check_batch_of_one(model: nn.Module, x: torch.Tensor) -> list[Finding]:
-    """A training-mode forward of one example, on a copy; the failing layer is named."""
+def check_batch_of_one(
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int | None = None,
+    num_train_examples: int | None = None,
+) -> list[Finding]:
+    """A training-mode forward of one example, on a copy; the failing layer is named.
+
+    Graded by what training at ``batch_size`` on ``num_train_examples`` will feed: an error
+    when it feeds a batch of one (batch size 1, or a last batch of one in each epoch,
+    N mod B = 1, unless the loader drops it); otherwise a note, since the failure (typically a
+    BN seeing 1x1 activations, as in ResNet-18 at 32x32) never happens in that set-up.
+    """
     probe = copy.deepcopy(model).train()
     entered: list[str] = []
     hooks = [
@@ -183,16 +194,44 @@ def check_batch_of_one(model: nn.Module, x: torch.Tensor) -> list[Finding]:
         for hook in hooks:
             hook.remove()
     layer = entered[-1] if entered else ""
+    where = layer or "the model"
+    remainder = None
+    if batch_size is not None and num_train_examples is not None:
+        remainder = num_train_examples % batch_size
+    if batch_size == 1:
+        severity, title = "error", f"training at batch 1 fails in {where}: {message}"
+    elif remainder == 1 and num_train_examples is not None:
+        severity = "error"
+        title = (
+            f"{num_train_examples} examples in batches of {batch_size} leave a last batch of one "
+            f"each epoch (unless the loader drops it), and a training-mode batch of 1 fails in "
+            f"{where}: {message}"
+        )
+    else:
+        severity = "info"
+        left = (
+            f"batches of {batch_size} from {num_train_examples} examples never leave one"
+            if remainder is not None
+            else "harmless unless training ever feeds one (batch size 1, or N mod B = 1 "
+            "without drop_last)"
+        )
+        title = f"a training-mode batch of 1 would fail in {where} ({left}): {message}"
     return [
         Finding(
             code="batch-one-failure",
-            title=f"a training-mode batch of 1 fails in {layer or 'the model'}: {message}",
-            evidence={"layer": layer, "error": message},
+            title=title,
+            evidence={
+                "layer": layer,
+                "error": message,
+                "batch_size": batch_size,
+                "num_train_examples": num_train_examples,
+                "last_batch": None if remainder is None else remainder or batch_size,
+            },
             fix=(
                 "never feed a batch of 1 in training (DataLoader(drop_last=True)); if it must "
                 f"work, replace the batch-statistics layer {layer!r} by a per-sample norm "
                 "(LayerNorm/GroupNorm) or frozen_bn"
             ),
-            severity="error",
+            severity=severity,
         )
     ]

@@ -59,8 +59,12 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
         self.biased_running_var = biased_running_var
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
+        # Plain string concatenation: TorchScript compiles this method for frozen_bn, and it
+        # cannot infer the size of tuple(x.shape) (torch.jit.script(freeze_bn(model)) works).
         if x.dim() < 2:
-            raise NormlabError(f"BatchNorm expects (N, C, ...) input, got shape {tuple(x.shape)}")
+            raise NormlabError(
+                "BatchNorm expects (N, C, ...) input, got shape " + str(list(x.shape))
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_batch_size(self, x)

@@ -7,7 +7,8 @@ the running statistics are never updated. This is BN's inference transform (Ioff
 gamma and beta still learn is the caller's choice (``surgery.freeze_bn(freeze_affine=...)``).
 
 It is a ``torch.nn.modules.batchnorm._BatchNorm`` so that ``swap_norm`` and code that looks for
-BN layers find it, but its output does not depend on the rest of the mini-batch.
+BN layers find it, but its output does not depend on the rest of the mini-batch. It compiles
+with ``torch.jit.script`` (the input check it inherits is written for TorchScript).
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from normlab.analysis.compare import CellStats, Comparison, cell_statistics, compare_cells
-from normlab.analysis.summary import CellSummary, cell_key
-from normlab.analysis.verdict import Verdict, interval, points, verdict
+from normlab.analysis.summary import CellSummary, cell_key, full_cell
+from normlab.analysis.verdict import Verdict, adjusted, points, unadjusted, verdict
 
 from . import figures
 from .tables import Table, lr_range_table, statistics_gap_table
@@ -30,6 +30,8 @@ class StudyInput:
     diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
     legs: list[float] = field(default_factory=list)
     """Wall time of each invocation that ran the study."""
+    estimate: dict[str, Any] | None = None
+    """The calibrated time estimate made before the study trained (``Store.estimate``)."""
     versions: dict[str, str] = field(default_factory=dict)
     command: str = ""
     """The command that reruns the study."""
@@ -58,8 +60,9 @@ def compared(spec: dict[str, Any]) -> tuple[str, str]:
 
 
 def cell_label(cell: CellStats) -> str:
-    """``0.962 [0.955, 0.968] (lr 0.03*)``: mean, 95% CI (or ± std), selected lr."""
-    if cell.mean is None:
+    """``0.962 [0.955, 0.968] (lr 0.03*)``: mean, 95% t-interval (or ± std), selected lr; a
+    diverged seed counts as accuracy 0 in the mean (``(1 div.)``)."""
+    if cell.mean is None or cell.summary.all_diverged:
         return f"diverged ({cell.summary.diverged}/{cell.summary.seeds})"
     text = f"{cell.mean:.3f}"
     if cell.ci is not None:
@@ -93,7 +96,9 @@ def main_tables(cells: list[CellStats], compare: str) -> list[Table]:
             for label in dict.fromkeys(c.label for c in members)
         ]
         where = ", ".join(f"{k}={v}" for k, v in rest.items())
-        title = "Test accuracy: mean [95% CI] at the selected lr" + (f" ({where})" if where else "")
+        title = "Test accuracy: mean [95% t-interval] at the selected lr" + (
+            f" ({where})" if where else ""
+        )
         tables.append(Table(title, header, rows))
     return tables
 
@@ -104,6 +109,7 @@ def comparison_table(comparisons: list[Comparison]) -> Table:
         "baseline - alternative",
         "points",
         "95% CI",
+        "Holm-adjusted CI",
         "p",
         "Holm p",
         "d_z",
@@ -114,7 +120,8 @@ def comparison_table(comparisons: list[Comparison]) -> Table:
             ", ".join(f"{k}={v}" for k, v in c.context.items()) or "—",
             f"{c.baseline} - {c.alternative}",
             points(c.difference) if c.difference is not None else "—",
-            interval(c.ci).removeprefix("95% CI "),
+            unadjusted(c).removeprefix("95% CI "),
+            adjusted(c).removeprefix("Holm-adjusted CI "),
             f"{c.p_value:.2g}" if c.p_value is not None else "—",
             f"{c.p_holm:.2g}" + (" *" if c.significant else "") if c.p_holm is not None else "—",
             f"{c.effect_size:.1f}" if c.effect_size is not None else "—",
@@ -122,7 +129,11 @@ def comparison_table(comparisons: list[Comparison]) -> Table:
         ]
         for c in comparisons
     ]
-    return Table("Paired comparisons (same seed = same data order), Holm-corrected", header, rows)
+    title = (
+        "Paired comparisons (same seed = same data order): 95% t-interval unadjusted, and at the "
+        "level Holm tested each comparison (excludes 0 exactly when Holm p < 0.05)"
+    )
+    return Table(title, header, rows)
 
 
 def _gaps(cells: list[CellStats], study: StudyInput, baseline: str):
@@ -133,7 +144,7 @@ def _gaps(cells: list[CellStats], study: StudyInput, baseline: str):
     keys = {cell_key(c.summary.cell): c for c in cells}
     for record in study.records:
         gap = study.diagnostics.get(record["run_id"], {}).get("gap")
-        cell = keys.get(cell_key({**_fixed(record), **record["cell"]}))
+        cell = keys.get(cell_key(full_cell(record)))
         if gap is None or cell is None or record["config"]["lr"] != cell.summary.selected_lr:
             continue
         by_cell[cell_key(cell.summary.cell)][record["config"]["seed"]] = gap
@@ -141,10 +152,6 @@ def _gaps(cells: list[CellStats], study: StudyInput, baseline: str):
             for kind in ("running", "precise", "batch"):
                 by_size[record["config"]["batch_size"]][kind].append(gap[f"{kind}_acc"])
     return dict(by_cell), dict(by_size)
-
-
-def _fixed(record: dict[str, Any]) -> dict[str, Any]:
-    return {a: record["config"][a] for a in ("norm", "batch_size") if a in record["config"]}
 
 
 def build_report(study: StudyInput) -> Report:
@@ -232,6 +239,10 @@ def _protocol(spec: dict[str, Any]) -> list[str]:
         f"Model: `{base.get('model', 'resnet')}`; {budget}; optimizer {base['optimizer']}.",
         f"Learning rate: {lr_text}.",
         f"Seeds: {len(spec['seeds'])} (seed s gives every cell the same data order: paired).",
+        "Statistics: paired t-tests by seed (an exact sign-flip test when the differences are "
+        "identical; none below 3 seeds), Holm-corrected; 95% t-intervals, and Holm-adjusted ones "
+        "in the verdict; a run that diverged at a cell's selected lr counts as accuracy 0; "
+        "remedies that keep BN must be shown equivalent (two one-sided tests within ±1 point).",
     ]
 
 
@@ -271,5 +282,29 @@ def _runs(study: StudyInput, summaries: list[CellSummary]) -> list[str]:
             f"Wall time: {sum(study.legs):.0f} s over {len(study.legs)} invocation(s) "
             f"({', '.join(f'{leg:.0f} s' for leg in study.legs)})."
         )
+    if study.estimate is not None:
+        lines.append(_time_estimate(study.estimate, study.legs, len(study.records)))
     lines.append("Every run, with its config and per-epoch curves: `normlab.db` (SQLite).")
     return lines
+
+
+def _time_estimate(estimate: dict[str, Any], legs: list[float], runs: int) -> str:
+    """``Time: estimated 6 min, took 11 min (1.8x) ...``: the calibrated estimate made before
+    training beside the wall time of the invocations it covers."""
+    took = sum(legs[estimate.get("legs_before", 0) :])
+    text = f"Time: estimated {_minutes(estimate['wall_seconds'])}"
+    if took > 0:
+        text += f", took {_minutes(took)} ({took / max(estimate['wall_seconds'], 1e-9):.1f}x)"
+    text += (
+        f"; the estimate was calibrated before training {estimate['runs']} run(s) on "
+        f"{estimate['workers']} worker(s), on the machine as it was loaded then, and counts "
+        "training and evaluation, not the workers' start-up or the diagnostics"
+    )
+    added = runs - estimate.get("planned", runs)
+    if added > 0:
+        text += f"; the {added} run(s) the lr grid extension added later are not in it"
+    return text + "."
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"

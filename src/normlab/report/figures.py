@@ -22,6 +22,9 @@ matplotlib.use("Agg")  # no display, no GUI toolkit: figures are files
 import matplotlib.pyplot as plt  # noqa: E402
 
 from normlab.analysis.compare import CellStats  # noqa: E402
+from normlab.analysis.summary import cell_key, full_cell  # noqa: E402
+
+from .ticks import separate_tick_labels  # noqa: E402
 
 DPI = 110
 STYLE = {
@@ -49,6 +52,7 @@ class Figure:
 
 
 def _png(figure: Any) -> bytes:
+    separate_tick_labels(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(figure)
@@ -65,7 +69,7 @@ def _labels(cells: list[CellStats]) -> list[str]:
 
 
 def accuracy_vs_batch(cells: list[CellStats], compare: str) -> Figure:
-    """Test accuracy at the selected lr vs batch size, one line per level, 95% CI bands (the
+    """Test accuracy at the selected lr vs batch size, one line per level, 95% t-interval bands (the
     Group Normalization paper's Figure 1, Wu & He 2018, for the study's data)."""
     name, title = "accuracy_vs_batch", f"Test accuracy vs batch size per {compare}"
     sizes = sorted({c.context.get("batch_size") for c in cells if "batch_size" in c.context})
@@ -102,7 +106,7 @@ def accuracy_vs_batch(cells: list[CellStats], compare: str) -> Figure:
     return Figure(
         name,
         title,
-        "Mean over seeds at each cell's selected lr; bands: 95% bootstrap CI.",
+        "Mean over seeds at each cell's selected lr; bands: 95% t-interval.",
         _png(figure),
     )
 
@@ -116,27 +120,48 @@ def learning_curves(
         return Figure(name, title, "", missing="per-epoch curves (table epochs) are empty")
     sizes = sorted({c.summary.cell.get("batch_size") for c in cells} - {None})
     panels = [sizes[0], sizes[-1]] if len(sizes) > 1 else sizes or [None]
-    runs_by_cell: dict[tuple[str, Any, float], list[str]] = defaultdict(list)
+    # Cells are matched by their canonical key (sorted JSON of the full cell): the store's cell
+    # and the summary's cell hold the same levels in different key orders, so str(dict) never
+    # matched and the figure came out empty.
+    runs_by_cell: dict[tuple[str, float], list[str]] = defaultdict(list)
     for record in records:
-        key = (str(record["cell"]), record["config"].get("batch_size"), record["config"]["lr"])
-        runs_by_cell[key].append(record["run_id"])
+        runs_by_cell[(cell_key(full_cell(record)), record["config"]["lr"])].append(record["run_id"])
+    lines: dict[Any, list[tuple[str, list[float]]]] = {size: [] for size in panels}
+    for size in panels:
+        for cell in cells:
+            if cell.summary.cell.get("batch_size") != size:
+                continue
+            key = (cell_key(cell.summary.cell), cell.summary.selected_lr)
+            series = [curves.get(run_id, []) for run_id in runs_by_cell.get(key, [])]
+            series = [s for s in series if s]
+            if series:
+                length = min(len(s) for s in series)
+                mean = [statistics.fmean(s[i]["val_acc"] for s in series) for i in range(length)]
+                lines[size].append((cell.label, mean))
+    if not any(lines.values()):
+        return Figure(
+            name, title, "", missing="no run at a cell's selected lr has per-epoch curves"
+        )
     with plt.rc_context(STYLE):
         figure, axes = plt.subplots(1, len(panels), sharey=True, squeeze=False)
         colours = _colours(_labels(cells))
         for axis, size in zip(axes[0], panels, strict=True):
-            for cell in cells:
-                if cell.summary.cell.get("batch_size") != size:
-                    continue
-                key = (str(cell.summary.cell), size, cell.summary.selected_lr)
-                series = [curves.get(run_id, []) for run_id in runs_by_cell.get(key, [])]
-                series = [s for s in series if s]
-                if not series:
-                    continue
-                length = min(len(s) for s in series)
-                mean = [statistics.fmean(s[i]["val_acc"] for s in series) for i in range(length)]
-                axis.plot(range(1, length + 1), mean, color=colours[cell.label], label=cell.label)
+            for label, mean in lines[size]:
+                # Markers: a one-epoch study has one point per cell, which a bare line hides.
+                epochs = range(1, len(mean) + 1)
+                axis.plot(epochs, mean, "o-", markersize=3, color=colours[label], label=label)
+            if not lines[size]:
+                axis.text(
+                    0.5,
+                    0.5,
+                    "no curves at this batch size",
+                    ha="center",
+                    va="center",
+                    transform=axis.transAxes,
+                )
             axis.set_title(f"batch size {size}" if size is not None else "")
             axis.set_xlabel("epoch")
+            axis.xaxis.get_major_locator().set_params(integer=True)
         axes[0][0].set_ylabel("validation accuracy")
         if axes[0][0].get_legend_handles_labels()[0]:
             axes[0][0].legend(fontsize=7)
@@ -230,9 +255,15 @@ def lr_sensitivity(cells: list[CellStats], compare: str) -> Figure:
 def stability(
     records: list[dict[str, Any]], diagnostics: dict[str, dict[str, Any]], compare: str
 ) -> Figure:
-    """Per level and batch size: divergence rate, collapse rate (over every lr tried) and the
-    mean number of loss spikes per run (stability diagnostic)."""
-    name, title = "stability", "Stability: divergence, collapse and loss spikes"
+    """Per level and batch size, over every lr tried: the fraction of runs that diverged, that
+    collapsed, and the mean loss instability (the fraction of a run's training during which its
+    smoothed loss sat above its best so far beyond its noise; ``diagnostics/stability.py``).
+
+    One panel per measure, batch sizes on x and one line per level, so that the tick labels are
+    the few batch sizes whatever the number of levels. Stores written before the instability
+    statistic hold a loss-spike count instead: it is not drawn (it counted per-batch noise), and
+    the caption says the store lacks the statistic."""
+    name, title = "stability", "Stability: divergence, collapse and loss instability"
     finished = [r for r in records if r["status"] in ("done", "diverged")]
     if not finished:
         return Figure(name, title, "", missing="no finished run")
@@ -240,29 +271,79 @@ def stability(
     for record in finished:
         level = str(record["cell"].get(compare, record["config"].get(compare)))
         groups[(level, record["config"].get("batch_size"))].append(record)
-    keys = sorted(groups, key=lambda k: (k[1] is None, k[1], k[0]))
-    diverged = [statistics.fmean(r["status"] == "diverged" for r in groups[k]) for k in keys]
-    collapsed = [statistics.fmean(bool(r.get("collapsed")) for r in groups[k]) for k in keys]
-    spikes = [
-        [diagnostics.get(r["run_id"], {}).get("stability", {}).get("spikes") for r in groups[k]]
-        for k in keys
-    ]
-    has_spikes = any(s is not None for row in spikes for s in row)
+    levels = list(dict.fromkeys(level for level, _ in groups))
+    sizes = sorted({size for _, size in groups}, key=lambda s: (s is None, s))
+    stored = [diagnostics.get(r["run_id"], {}).get("stability") for r in finished]
+    measured = [s for s in stored if s is not None and s.get("instability") is not None]
+    old = sum(1 for s in stored if s is not None and "instability" not in s)
+    too_short = sum(1 for s in stored if s is not None and "instability" in s) - len(measured)
+    panels = {
+        "diverged": lambda runs: statistics.fmean(r["status"] == "diverged" for r in runs),
+        "collapsed": lambda runs: statistics.fmean(bool(r.get("collapsed")) for r in runs),
+    }
+    if measured:
+        panels["loss instability"] = lambda runs: _mean_instability(runs, diagnostics)
     with plt.rc_context(STYLE):
-        panels = 2 if has_spikes else 1
-        figure, axes = plt.subplots(1, panels, squeeze=False, figsize=(6.4 * panels / 1.3, 3.6))
-        positions = range(len(keys))
-        axes[0][0].bar([p - 0.2 for p in positions], diverged, width=0.4, label="diverged")
-        axes[0][0].bar([p + 0.2 for p in positions], collapsed, width=0.4, label="collapsed")
-        axes[0][0].set_ylabel("fraction of runs (all lrs)")
-        axes[0][0].legend(fontsize=8)
-        if has_spikes:
-            means = [statistics.fmean([s for s in row if s is not None] or [0]) for row in spikes]
-            axes[0][1].bar(list(positions), means, color="tab:purple")
-            axes[0][1].set_ylabel("loss spikes per run")
-        for axis in axes[0]:
-            axis.set_xticks(list(positions), [f"{k[0]}\nB={k[1]}" for k in keys], fontsize=7)
-    caption = "Diverged: non-finite or exploded loss. Collapsed: finished at chance."
-    if not has_spikes:
-        caption += f" Loss spikes: recorded by {STABILITY_KEY}."
+        figure, axes = plt.subplots(
+            1, len(panels), sharey=True, squeeze=False, figsize=(3.2 * len(panels), 3.2)
+        )
+        colours = _colours(levels)
+        for axis, (measure, value) in zip(axes[0], panels.items(), strict=True):
+            for index, level in enumerate(levels):
+                # A small sideways offset per level keeps equal values (mostly 0) apart.
+                offset = (index - (len(levels) - 1) / 2) * 0.08
+                points = [
+                    (position + offset, value(groups[(level, size)]))
+                    for position, size in enumerate(sizes)
+                    if (level, size) in groups
+                ]
+                points = [(x, y) for x, y in points if y is not None]
+                if points:
+                    xs, ys = zip(*points, strict=True)
+                    axis.plot(xs, ys, "o-", markersize=4, color=colours[level], label=level)
+            axis.set_xticks(range(len(sizes)), [str(size) for size in sizes])
+            axis.set_xlim(-0.5, len(sizes) - 0.5)
+            axis.set_ylim(-0.05, 1.05)
+            axis.set_title(measure)
+            axis.set_xlabel("batch size")
+            axis.set_ylabel("fraction of training" if measure == "loss instability" else "")
+        axes[0][0].set_ylabel("fraction of runs")
+        # Outside the panels: inside, it would hide points near 1.
+        axes[0][-1].legend(title=compare, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    caption = (
+        "Over every lr tried. Diverged: non-finite or exploded loss. Collapsed: finished at chance."
+    )
+    if measured:
+        thresholds = sorted({s["rise_threshold"] for s in measured})
+        caption += (
+            " Loss instability: mean over runs of the fraction of training (short windows of "
+            "the run) whose mean loss rose more than "
+            f"{' / '.join(f'{t:g}' for t in thresholds)} standard errors above the lowest "
+            "before it; 0 for a loss that only fell or fluctuated within its noise."
+        )
+        if old:
+            caption += f" {old} run(s) of an older normlab lack it."
+        if too_short:
+            caption += (
+                f" {too_short} run(s) too short to judge (fewer steps than two loss windows) "
+                "have no point."
+            )
+    elif old:
+        caption += (
+            " Loss instability: not in this store; it was written by an older normlab, which "
+            "recorded a loss-spike count instead (it counted per-batch noise, not instability, "
+            "and is not shown). Rerun the study into a new folder to measure it."
+        )
+    else:
+        caption += f" Loss instability: recorded by {STABILITY_KEY}."
     return Figure(name, title, caption, _png(figure))
+
+
+def _mean_instability(
+    runs: list[dict[str, Any]], diagnostics: dict[str, dict[str, Any]]
+) -> float | None:
+    values = [
+        diagnostics.get(r["run_id"], {}).get("stability", {}).get("instability") for r in runs
+    ]
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None

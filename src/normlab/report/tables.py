@@ -14,6 +14,7 @@ from typing import Any
 
 from normlab.analysis import (
     CellSummary,
+    LearningRateRange,
     Winner,
     context,
     format_mean_std,
@@ -54,7 +55,9 @@ def _grouped(summaries: list[CellSummary], rows: str, columns: str) -> dict[str,
 def result_tables(
     summaries: list[CellSummary], rows: str = "norm", columns: str = "batch_size"
 ) -> list[Table]:
-    """Test accuracy (mean ± std over seeds at the selected lr), the selected lr, and the winner."""
+    """Test accuracy (mean ± std over seeds at the selected lr), the selected lr, and the winner
+    (clear when a paired t-test by seed against the runner-up is significant after Holm over the
+    table's columns)."""
     tables = []
     for group_key, members in _grouped(summaries, rows, columns).items():
         group = json.loads(group_key)
@@ -84,11 +87,14 @@ def result_tables(
             else:
                 margin = f"{winner.margin:+.3f} over {winner.runner_up}"
                 if not winner.measured_noise:
-                    line.append(f"{winner.best} ({margin}; one seed, no noise estimate)")
+                    line.append(f"{winner.best} ({margin}; fewer than 3 paired seeds, no test)")
                 elif winner.clear:
-                    line.append(f"{winner.best} ({margin})")
+                    line.append(f"{winner.best} ({margin}, paired Holm p = {winner.p_holm:.2g})")
                 else:
-                    line.append(f"no clear winner: {winner.best} {margin}, within seed noise")
+                    line.append(
+                        f"no clear winner: {winner.best} {margin}, paired Holm p = "
+                        f"{winner.p_holm:.2g}"
+                    )
         body.append(line)
         title = "Test accuracy, mean ± std over seeds at the selected learning rate"
         if group:
@@ -144,8 +150,11 @@ def _optional(value: float | None, sign: str = "") -> str:
 def lr_range_table(
     summaries: list[CellSummary], rows: str = "norm", columns: str = "batch_size"
 ) -> Table | None:
-    """Per norm and batch size, the usable lr range (within 0.01 val accuracy of the best) and
-    its width in decades; None when no cell tried more than one lr."""
+    """Per norm and batch size, the usable lr range (within 0.01 val accuracy of the best plus one
+    standard error of the difference, :func:`~normlab.analysis.summary.usable_lr_range`) and its
+    width in decades, ``≥`` and the edge when the range touches an end of the grid (it may
+    extend beyond);
+    None when no cell tried more than one lr."""
     members = [s for s in summaries if len(s.val_by_lr) > 1]
     if not members:
         return None
@@ -159,17 +168,23 @@ def lr_range_table(
                 for s in members
                 if _row_label(s, rows, columns) == row and s.cell.get(columns) == column
             ]
-            line.append(
-                f"{match[0].low:g}–{match[0].high:g} ({match[0].decades:.2f} dec.)"
-                if match
-                else "—"
-            )
+            line.append(_lr_range(match[0]) if match else "—")
         body.append(line)
     header = [rows, *(f"{columns} {c}" for c in column_levels)]
     title = (
-        "Usable learning-rate range (mean val accuracy within 0.01 of the best; width in decades)"
+        "Usable learning-rate range (mean val accuracy within 0.01 of the best, plus one standard "
+        "error of the difference; width in decades; ≥ and a grid edge: the range reaches that "
+        "end of the grid tried and may extend beyond it)"
     )
     return Table(title, header, body)
+
+
+def _lr_range(found: LearningRateRange) -> str:
+    edges = [side for side, at in (("low", found.at_low_edge), ("high", found.at_high_edge)) if at]
+    if not edges:
+        return f"{found.low:g}–{found.high:g} ({found.decades:.2f} dec.)"
+    where = "both grid edges" if len(edges) == 2 else f"{edges[0]} grid edge"
+    return f"{found.low:g}–{found.high:g} (≥ {found.decades:.2f} dec., {where})"
 
 
 def _row_label(summary: CellSummary, rows: str, columns: str) -> str:

@@ -5,8 +5,8 @@ engine's ``after_training`` callback (``train`` may not import ``diagnostics``; 
 supplies it). Every kind is a plain JSON-able dict in ``RunResult.diagnostics``, one store row
 per run and kind:
 
-- ``stability`` (default): loss spikes, gradient-norm mean and variance, divergence step and
-  collapse, from the run's per-step trace (:func:`normlab.diagnostics.stability_report`);
+- ``stability`` (default): loss instability (rises of the smoothed loss beyond its noise),
+  gradient-norm mean and variance, divergence step and collapse, from the run's per-step trace (:func:`normlab.diagnostics.stability_report`);
 - ``gap`` (default, runs with running-statistics layers only): test accuracy with the EMA
   running statistics, with PreciseBN population statistics and with batch statistics at the
   training batch size (:class:`normlab.diagnostics.GapReport`); the EMA and batch-statistics

@@ -9,9 +9,16 @@ workers longest first, as the executor orders them. Parallel workers share memor
 the wall-clock estimate is optimistic when workers > 1. Nothing is written to disk.
 
 With ``pack="auto"`` the plan is cut into the executors' units (``work.work_units``) and every
-pack is calibrated as a pack: a packed model of the unit's size trains a few steps and evaluates
-the validation split once, all K runs at a time. A pack costs ``steps x seconds_per_packed_step``
-plus its evaluations, and each of its runs is credited an equal share.
+pack is calibrated as a pack: a packed model of the largest size the plan holds for its (norm,
+batch size, architecture) trains a few steps and evaluates part of the validation split once,
+all K runs at a time; a pack of another size is charged in proportion to its runs (packs of one
+cell differ by at most one run). A pack costs ``steps x seconds_per_packed_step`` plus its
+evaluations, and each of its runs is credited an equal share.
+
+The same timings price units the plan did not hold (:meth:`Estimate.unit_seconds`: the runs the
+lr grid extension adds), and ``normlab run`` calibrates before it trains: its progress display
+scales the calibrated cost of the remaining work by the measured pace (``study/progress.py``),
+and the store keeps the estimate for the report (estimated beside measured wall time).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import json
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -53,6 +60,9 @@ CALIBRATION_STEPS = 5
 """Timed optimizer steps per calibrated configuration; their median is the step time."""
 CALIBRATION_SECONDS = 1.0
 """Stop timing a configuration after this long (once one step past warm-up is timed)."""
+CALIBRATION_EVAL_EXAMPLES = 128
+"""Validation examples timed per configuration: evaluation cost is linear in the examples, and
+the whole split took most of a pack's calibration (3.6 s of 5 for K = 25 at batch 2, loaded)."""
 
 
 @dataclass(frozen=True)
@@ -69,10 +79,20 @@ class Estimate:
     calibration_seconds: float
     units: int = 0
     """Units of work (packs and runs alone) the executors would hand out."""
+    timings: dict[tuple[Any, ...], _Timing] = field(default_factory=dict, repr=False)
+    """(norm, batch size, depth, widths, pack size) -> the calibrated timing."""
+    split_sizes: tuple[int, int, int] = (0, 0, 0)
+    """Train, validation and test examples of the dataset calibrated on."""
 
     @property
     def total_seconds(self) -> float:
         return sum(self.run_seconds.values())
+
+    def unit_seconds(self, unit: list[RunConfig]) -> float | None:
+        """Estimated seconds of one unit of work (a pack or a run alone) on one worker, from
+        the timing of its (norm, batch size, architecture) at the nearest pack size, charged
+        in proportion to the runs; None when that configuration was not calibrated."""
+        return _unit_seconds(unit, self.timings, self.split_sizes)
 
 
 def _calibration_key(config: RunConfig) -> tuple[Any, ...]:
@@ -88,11 +108,36 @@ class _Timing:
     example: float
     """Seconds per evaluated example."""
 
+    def scaled(self, factor: float) -> _Timing:
+        return _Timing(self.setup * factor, self.step * factor, self.example * factor)
+
+
+def _unit_seconds(
+    unit: list[RunConfig],
+    timings: dict[tuple[Any, ...], _Timing],
+    split_sizes: tuple[int, int, int],
+) -> float | None:
+    """:meth:`Estimate.unit_seconds`: setup, every step and the evaluations (validation every
+    epoch and once more for the divergence check, test twice) at the nearest calibrated size."""
+    key = _calibration_key(unit[0])
+    sizes = [size for *base, size in timings if tuple(base) == key]
+    if not sizes:
+        return None
+    nearest = min(sizes, key=lambda size: (abs(size - len(unit)), -size))
+    timing = timings[(*key, nearest)].scaled(len(unit) / nearest)
+    num_train, num_val, num_test = split_sizes
+    steps = total_steps(unit[0], num_train)
+    epochs = math.ceil(steps / batches_per_epoch(num_train, unit[0].batch_size))
+    evaluated = (epochs + 1) * num_val + 2 * num_test
+    return timing.setup + steps * timing.step + evaluated * timing.example
+
 
 def _time_steps(config: RunConfig, dataset: Dataset) -> _Timing:
     """Time building, a few optimizer steps and one validation pass of ``config``."""
     torch.manual_seed(config.seed)
-    build_model(config, dataset)  # the first build of a process pays one-off lazy initialization
+    # The first build of a process pays one-off lazy initialization, and so does its first torch
+    # optimizer (4.5 s of a 5.7 s calibration on a loaded machine: imports torch._dynamo).
+    build_optimizer(build_model(config, dataset), config)
     started = time.perf_counter()
     model = build_model(config, dataset)
     optimizer = build_optimizer(model, config)
@@ -110,9 +155,10 @@ def _time_steps(config: RunConfig, dataset: Dataset) -> _Timing:
         durations.append(time.perf_counter() - started)
         if step >= WARMUP_STEPS and sum(durations) > CALIBRATION_SECONDS:
             break  # slow steps are measured well enough by few of them
+    count = min(len(dataset.y_val), CALIBRATION_EVAL_EXAMPLES)
     started = time.perf_counter()
-    accuracy(model, dataset.x_val, dataset.y_val)
-    per_example = (time.perf_counter() - started) / max(1, len(dataset.y_val))
+    accuracy(model, dataset.x_val[:count], dataset.y_val[:count])
+    per_example = (time.perf_counter() - started) / max(1, count)
     return _Timing(setup, statistics.median(durations[WARMUP_STEPS:]), per_example)
 
 
@@ -146,9 +192,10 @@ def _time_packed_steps(configs: list[RunConfig], dataset: Dataset) -> _Timing:
         if step >= WARMUP_STEPS and sum(durations) > CALIBRATION_SECONDS:
             break
     packed.eval()
+    count = min(len(dataset.y_val), CALIBRATION_EVAL_EXAMPLES)
     started = time.perf_counter()
-    correct_counts(packed, dataset.x_val, dataset.y_val, chunks(len(dataset.y_val), 512))
-    per_example = (time.perf_counter() - started) / max(1, len(dataset.y_val))
+    correct_counts(packed, dataset.x_val[:count], dataset.y_val[:count], chunks(count, 512))
+    per_example = (time.perf_counter() - started) / max(1, count)
     return _Timing(setup, statistics.median(durations[WARMUP_STEPS:]), per_example)
 
 
@@ -164,32 +211,30 @@ def estimate_time(
     cores shared out among the workers)."""
     started = time.perf_counter()
     units = work_units([run.config for run in runs], pack)
+    # One calibration per (norm, batch size, architecture), at the largest pack size planned.
+    largest: dict[tuple[Any, ...], list[RunConfig]] = {}
+    for unit in units:
+        key = _calibration_key(unit[0])
+        if len(unit) > len(largest.get(key, ())):
+            largest[key] = unit
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or threads_per_worker(workers))
     timings: dict[tuple[Any, ...], _Timing] = {}
     try:
-        for unit in units:
-            key = (*_calibration_key(unit[0]), len(unit))
-            if key not in timings:
-                timings[key] = (
-                    _time_packed_steps(unit, dataset)
-                    if len(unit) > 1
-                    else _time_steps(unit[0], dataset)
-                )
+        for key, unit in largest.items():
+            timings[(*key, len(unit))] = (
+                _time_packed_steps(unit, dataset)
+                if len(unit) > 1
+                else _time_steps(unit[0], dataset)
+            )
     finally:
         torch.set_num_threads(previous_threads)
-    num_train, num_val, num_test = (len(dataset.y_train), len(dataset.y_val), len(dataset.y_test))
+    split_sizes = (len(dataset.y_train), len(dataset.y_val), len(dataset.y_test))
     run_seconds, unit_seconds = {}, []
     for unit in units:
-        first = unit[0]
-        timing = timings[(*_calibration_key(first), len(unit))]
-        steps = total_steps(first, num_train)
-        epochs = math.ceil(steps / batches_per_epoch(num_train, first.batch_size))
-        evaluated = (epochs + 1) * num_val + 2 * num_test
-        seconds = timing.setup + steps * timing.step + evaluated * timing.example
+        seconds = _unit_seconds(unit, timings, split_sizes) or 0.0  # every key was calibrated
         unit_seconds.append(seconds)
-        for config in unit:
-            run_seconds[config.run_id] = seconds / len(unit)
+        run_seconds.update((config.run_id, seconds / len(unit)) for config in unit)
     return Estimate(
         run_seconds=run_seconds,
         wall_seconds=_makespan(sorted(unit_seconds, reverse=True), workers),
@@ -197,6 +242,8 @@ def estimate_time(
         calibrated=len(timings),
         calibration_seconds=time.perf_counter() - started,
         units=len(units),
+        timings=timings,
+        split_sizes=split_sizes,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from normlab.data import Dataset
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, build_model, check_config, total_steps
+from normlab.train.model_fit import check_model_fits
 
 from .spec import StudySpec
 from .work import dataset_for
@@ -43,12 +44,16 @@ def expand(spec: StudySpec) -> list[PlannedRun]:
     return runs
 
 
-def check_study(spec: StudySpec) -> tuple[list[PlannedRun], Dataset]:
+def check_study(
+    spec: StudySpec, *, data_option: str = "[run] dataset"
+) -> tuple[list[PlannedRun], Dataset]:
     """Plan ``spec`` and check it against its dataset, before any training.
 
-    The dataset's options must build it, and every batch size must fit its training split;
-    errors name the spec line of the value at fault. Returns the runs and the dataset (loaded
-    once per process, so the runner reuses it).
+    The dataset's options must build it, every batch size must fit its training split, and
+    every model must take the data's inputs and give one score per class (a probe forward
+    pass); errors name the spec line of the value at fault, and ``data_option`` where the data
+    is chosen (``--data`` for ``normlab run``). Returns the runs and the dataset (loaded once
+    per process, so the runner reuses it).
     """
     runs = expand(spec)
     try:
@@ -65,25 +70,36 @@ def check_study(spec: StudySpec) -> tuple[list[PlannedRun], Dataset]:
                 f"{dataset.describe()}",
             )
     check_plan(runs, dataset)
-    _check_models(spec, runs, dataset)
+    _check_models(spec, runs, dataset, data_option)
     return runs, dataset
 
 
-def _check_models(spec: StudySpec, runs: list[PlannedRun], dataset: Dataset) -> None:
+def _check_models(
+    spec: StudySpec, runs: list[PlannedRun], dataset: Dataset, data_option: str
+) -> None:
     """Build each distinct (model, norm, options) other than the seed ResNet once against the
-    dataset's shape: a factory that fails, or a norm it cannot take, is refused before training."""
+    dataset's shape and probe it with one batch: a factory that fails, a norm it cannot take,
+    or a model that does not fit the data is refused before training."""
     built: set[str] = set()
+    fitted: set[str] = set()
     for run in runs:
         config = run.config
         key = json.dumps([config.model, config.norm, config.norm_options], default=repr)
         if config.model == "resnet" or key in built:
             continue
         built.add(key)
+        where = spec.value_path(run.cell, "model")
         try:
-            build_model(config, dataset)
+            model = build_model(config, dataset)
         except NormlabError as error:
-            where = spec.value_path(run.cell, "model")
             raise spec.origin.error(where, f"norm {config.norm!r}: {error}") from None
+        try:
+            check_model_fits(model, dataset, config.model, data_option=data_option)
+        except NormlabError as error:
+            # The factory's first model failing is the model's fault, whatever the norm.
+            prefix = f"norm {config.norm!r}: " if config.model in fitted else ""
+            raise spec.origin.error(where, f"{prefix}{error}") from None
+        fitted.add(config.model)
 
 
 def check_plan(runs: list[PlannedRun], dataset: Dataset) -> None:

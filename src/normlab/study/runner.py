@@ -8,31 +8,42 @@ but not this one is refused unless ``force_new``: then the study is added alongs
 (nothing is deleted), its records are those linked to its id, and runs it shares with them (same
 config, hence same ``run_id``) are reused rather than retrained. Running a spec already in the
 folder resumes it, with or without ``force_new``.
+
+Progress: the runner feeds a :class:`~.progress.ProgressTracker` (units of work added, each run
+dispatched and finished; runs the lr grid extension adds grow the total). With ``calibrate``, it
+first times the study's configurations as the dry run does (:func:`.dryrun.estimate_time`): the
+units' calibrated costs drive the tracker's ETA, and the estimate is kept in the store for the
+report. The calibration times the CPU: runs on a GPU, or a configuration that cannot be timed,
+go without it (the ETA then waits for the first finished unit).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from normlab.data import changed_files, data_fingerprint
 from normlab.data.fingerprint import FileRecord
 from normlab.errors import NormlabError
-from normlab.train import RunConfig, RunResult
+from normlab.train import RunConfig, RunResult, total_steps
+from normlab.train.device import resolve_device
 from normlab.train.model_files import model_files, model_fingerprint
 
 from .diagnose import DEFAULT_DIAGNOSTICS
+from .dryrun import Estimate, estimate_time
 from .executors import check_execution, check_options, default_threads, execute
 from .extend import extend_grids
 from .lock import hold_folder
 from .plan import PlannedRun, check_plan, cost_order, expand
+from .progress import ProgressTracker
 from .ray_executor import check_ray_reachable
 from .spec import StudySpec
 from .store import FINISHED, Store, open_store
-from .work import Execution, dataset_for
+from .work import Execution, dataset_for, work_units
 
 STORE_NAME = "normlab.db"
 WEIGHTS_FOLDER = "weights"
@@ -45,6 +56,8 @@ class StudyProgress:
     on_start: Callable[[int, int], None] | None = None
     """(runs to train now, runs already finished)."""
     on_result: Callable[[PlannedRun, RunResult], None] | None = None
+    tracker: ProgressTracker = field(default_factory=ProgressTracker)
+    """Fed by the runner; a display reads its snapshots (:mod:`.progress`)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +104,7 @@ def prepare(
         raise
     recorded = store.study_model(study_id)
     if recorded is None and study_id in store.study_ids():
-        # Recorded before schema v6: its runs carry no model fingerprint; keep their ids, and
+        # Recorded before schema v7: its runs carry no model fingerprint; keep their ids, and
         # record today's files so that a later change is refused.
         store.adopt_model(study_id, model_records)
         recorded = (model_records, "")
@@ -159,7 +172,7 @@ def _changed(
 ) -> tuple[str, str] | None:
     """(the first data or model file of ``study_id`` that differs now, "data file" or "model
     file"); None when none does or nothing is recorded (a new study, built-in data, a study
-    recorded before schema v6 for its model)."""
+    recorded before schema v7 for its model)."""
     recorded_data = store.study_data_files(study_id)
     if recorded_data is not None:
         changed = changed_files(recorded_data, data_files)
@@ -183,6 +196,7 @@ def run_study(
     force_new: bool = False,
     threads: int | None = None,
     execution: Execution | None = None,
+    calibrate: bool = False,
 ) -> StudyOutcome:
     """Train every unfinished run of ``spec`` into ``out_dir/normlab.db``.
 
@@ -190,7 +204,8 @@ def run_study(
     cluster's CPUs // threads). ``threads``: torch threads per unit (local default: cores //
     workers; Ray: 1). ``execution``: packing and device (``work.Execution``); with packing on,
     a unit is a pack of compatible runs, whose results all arrive when the pack finishes. It
-    gets the spec's observation options (:func:`observed`).
+    gets the spec's observation options (:func:`observed`). ``calibrate``: time the runs to
+    train before training them (as ``--dry-run`` does), for the ETA and the report's estimate.
     """
     check_options(executor, workers, threads)
     execution = execution or Execution()
@@ -212,6 +227,7 @@ def run_study(
             threads,
             execution,
             started,
+            calibrate,
         )
 
 
@@ -226,6 +242,7 @@ def _run_held(
     threads: int,
     execution: Execution,
     started: float,
+    calibrate: bool,
 ) -> StudyOutcome:
     """:func:`run_study` once the driver holds ``out_dir``."""
     store, study_id, runs = prepare(spec, out_dir, force_new)
@@ -235,13 +252,26 @@ def _run_held(
         by_id = {run.config.run_id: run for run in todo}
         if progress.on_start:
             progress.on_start(len(todo), len(runs) - len(todo))
+        tracker = progress.tracker
+        # The executors cut the same units from the same configs (work.work_units).
+        units = work_units([run.config for run in todo], execution.pack)
+        tracker.add([[c.run_id for c in unit] for unit in units], unit_costs(units))
+        estimate = None
+        if calibrate and todo and _on_cpu(execution):
+            tracker.set_phase("calibrating")
+            estimate = _calibrate(store, study_id, runs, todo, execution.pack, workers, threads)
+        if estimate is not None:
+            pace = estimate.wall_seconds / max(estimate.total_seconds, 1e-9)
+            tracker.set_calibration(pace, unit_costs(units, estimate))
         counts = {"failed": 0, "diverged": 0}
         errors: list[str] = []
 
         def on_dispatch(config: RunConfig) -> None:
             store.mark_running([config.run_id])
+            tracker.dispatched(config.run_id)
 
         def on_result(config: RunConfig, result: RunResult) -> None:
+            tracker.finished(config.run_id)
             store.record(result, threads=threads)
             if result.status in counts:
                 counts[result.status] += 1
@@ -252,6 +282,12 @@ def _run_held(
 
         def train(batch: list[PlannedRun]) -> None:
             by_id.update((run.config.run_id, run) for run in batch)
+            if batch is not todo:  # runs the lr grid extension added: the total grows
+                added = work_units([run.config for run in batch], execution.pack)
+                tracker.add(
+                    [[c.run_id for c in unit] for unit in added], unit_costs(added, estimate)
+                )
+            tracker.set_phase("training" if batch is todo else "extending lr grids")
             execute(
                 executor,
                 [run.config for run in batch],
@@ -284,6 +320,61 @@ def _run_held(
         diverged=counts["diverged"],
         first_error=errors[0] if errors else None,
     )
+
+
+def _calibrate(
+    store: Store,
+    study_id: str,
+    runs: list[PlannedRun],
+    todo: list[PlannedRun],
+    pack: str,
+    workers: int | None,
+    threads: int,
+) -> Estimate | None:
+    """Time ``todo`` as the dry run does and keep the estimate in the store (the first one of
+    the study stays: a resume's covers only what was left). None if a configuration cannot be
+    timed: the estimate is a courtesy, and training records such a run as failed, with its
+    traceback, where the calibration could only stop the study."""
+    workers = workers or os.cpu_count() or 1
+    try:
+        estimate = estimate_time(todo, dataset_for(todo[0].config), workers, threads, pack)
+    except Exception:
+        return None
+    record = {
+        "wall_seconds": estimate.wall_seconds,
+        "one_worker_seconds": estimate.total_seconds,
+        "runs": len(todo),
+        "planned": len(runs),
+        "units": estimate.units,
+        "workers": workers,
+        "threads": threads,
+        "pack": pack,
+        "calibration_seconds": estimate.calibration_seconds,
+        "legs_before": len(store.legs(study_id)),
+    }
+    store.set_estimate(study_id, record)
+    return estimate
+
+
+def _on_cpu(execution: Execution) -> bool:
+    """Whether runs train on this machine's kind of device: the calibration times the CPU."""
+    return execution.device == "cpu" or (
+        execution.device == "auto" and resolve_device("auto") == "cpu"
+    )
+
+
+def unit_costs(units: list[list[RunConfig]], estimate: Estimate | None = None) -> list[float]:
+    """Each unit's cost for the ETA: calibrated seconds on one worker; for a unit the
+    calibration did not cover, its runs at the mean calibrated cost per run. Without an
+    estimate, the runs' training examples (a relative cost)."""
+    if estimate is None:
+        examples = len(dataset_for(units[0][0]).y_train) if units else 0
+        return [float(sum(total_steps(c, examples) * c.batch_size for c in unit)) for unit in units]
+    per_run = estimate.total_seconds / max(1, len(estimate.run_seconds))
+    return [
+        seconds if (seconds := estimate.unit_seconds(unit)) is not None else per_run * len(unit)
+        for unit in units
+    ]
 
 
 def observed(execution: Execution, spec: StudySpec, out_dir: Path) -> Execution:

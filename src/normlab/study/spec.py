@@ -61,8 +61,8 @@ without running statistics trains an identical run for each level: exclude those
 the same norm is an error.
 
 **Diagnostics and weights.** Every run records ``gap`` (EMA vs PreciseBN vs batch-statistics
-test accuracy, runs with BN layers) and ``stability`` (loss spikes, gradient norms, divergence,
-collapse); ``[study] diagnostics`` adds ``noise`` and ``variance_shift``
+test accuracy, runs with BN layers) and ``stability`` (loss instability, gradient norms,
+divergence, collapse); ``[study] diagnostics`` adds ``noise`` and ``variance_shift``
 (:mod:`normlab.study.diagnose`). ``keep_weights = true`` saves each finished run's state dict as
 ``OUT/weights/<run_id>.pt`` (``torch.load(path, weights_only=True)``). Neither changes a run's or
 the study's identity: adding them to a spec resumes the same study (runs already finished are

@@ -105,7 +105,7 @@ class Store:
 
     def study_model(self, study_id: str) -> tuple[list[tuple[str, int, str]], str] | None:
         """(model files, the model fingerprint its runs carry) of ``study_id``; None if unknown
-        (no such study, or one recorded before schema v6)."""
+        (no such study, or one recorded before schema v7)."""
         row = self.connection.execute(
             "SELECT model_files, model_fingerprint FROM studies WHERE study_id = ?", (study_id,)
         ).fetchone()
@@ -114,7 +114,7 @@ class Store:
         return [tuple(entry) for entry in json.loads(row[0])], row[1] or ""  # type: ignore[misc]
 
     def adopt_model(self, study_id: str, model_files: Iterable[tuple[str, int, str]]) -> None:
-        """Record the current model files of a study recorded before schema v6: its runs keep
+        """Record the current model files of a study recorded before schema v7: its runs keep
         their ids (fingerprint ""), and a later change of these files is refused."""
         with self.connection:
             self.connection.execute(
@@ -151,6 +151,22 @@ class Store:
         """Wall time of each invocation that ran ``study_id``, oldest first (none before v5)."""
         query = "SELECT wall_time FROM legs WHERE study_id = ? ORDER BY finished_at"
         return [row[0] for row in self.connection.execute(query, (study_id,))]
+
+    def set_estimate(self, study_id: str, estimate: dict[str, Any]) -> None:
+        """Keep the time estimate made before ``study_id`` trained; the first one stays (a
+        resume's estimate covers only what was left)."""
+        with self.connection:
+            self.connection.execute(
+                "UPDATE studies SET estimate = ? WHERE study_id = ? AND estimate IS NULL",
+                (json.dumps(estimate, sort_keys=True), study_id),
+            )
+
+    def estimate(self, study_id: str) -> dict[str, Any] | None:
+        """The estimate :meth:`set_estimate` kept; None if none (or a store before v6)."""
+        row = self.connection.execute(
+            "SELECT estimate FROM studies WHERE study_id = ?", (study_id,)
+        ).fetchone()
+        return None if row is None or row[0] is None else json.loads(row[0])
 
     def study_spec(self, study_id: str) -> dict[str, Any]:
         row = self.connection.execute(

@@ -35,6 +35,7 @@ from normlab.norms import norm_entry, uses_batch_statistics
 from .agc import adaptive_clip_gradients, check_clipping
 from .collapse import collapsed
 from .config import RunConfig
+from .conv_guard import guard_strided_pointwise_convolutions
 from .device import dataset_on
 from .evaluate import accuracy, mean_loss
 from .gradients import global_gradient_norm
@@ -149,6 +150,7 @@ def build_model(config: RunConfig, dataset: Dataset) -> nn.Module:
             **model_build_options(config),
         )
         seed_dropout(model, config.seed)
+        guard_strided_pointwise_convolutions(model)
         return model
     model = resnet(
         norm=config.norm,
