@@ -46,8 +46,10 @@ from normlab.study import (
 )
 from normlab.study.dryrun import describe_plan, estimate_time
 from normlab.study.executors import check_execution
+from normlab.study.lock import hold_folder, refuse_if_held
 from normlab.study.plan import check_study
 from normlab.study.progress import ProgressTracker, status_text
+from normlab.study.ray_executor import check_ray_reachable
 from normlab.study.work import PACK_MODES, Execution
 from normlab.train import RunResult
 from normlab.train.device import DEVICES
@@ -79,7 +81,9 @@ def execution_options(command):
         default=DEFAULT_OUT,
         show_default=True,
         type=click.Path(file_okay=False),
-        help="Output folder: normlab.db (SQLite) and report.md.",
+        help="Output folder: normlab.db (SQLite) and report.md. One driver at a time: a second "
+        "run or study on a folder in use is refused, naming the holder (normlab report and "
+        "export work meanwhile).",
     )(command)
     command = click.option(
         "--workers",
@@ -98,7 +102,8 @@ def execution_options(command):
     command = click.option(
         "--address",
         default=None,
-        help="Ray head address (default: $RAY_ADDRESS, else the cluster `ray start` started here).",
+        help="Ray head address (default: $RAY_ADDRESS, else the cluster `ray start` started "
+        "here); one where no head answers within 10 s is refused before OUT is touched.",
     )(command)
     command = click.option(
         "--threads",
@@ -111,8 +116,9 @@ def execution_options(command):
     command = click.option(
         "--force-new",
         is_flag=True,
-        help="OUT holds a different study: add this one alongside it (runs with identical "
-        "configs are shared, not retrained) instead of refusing.",
+        help="OUT holds a different study, or this study on data or model files that changed "
+        "since: add this one alongside it (runs with identical configs are shared, not "
+        "retrained) instead of refusing.",
     )(command)
     command = click.option("--quiet", is_flag=True, help="No progress bar or per-run lines.")(
         command
@@ -202,16 +208,22 @@ def _plan_or_run(
     spec: StudySpec, dry_run: bool, data_option: str = "[run] dataset", **execution: Any
 ) -> None:
     check_execution(execution["executor"], Execution(execution["pack"], execution["device"]))
-    # Every check before any training or any write.
-    runs, dataset = check_study(spec, data_option=data_option)
-    if dry_run:
+    if dry_run:  # writes nothing: runs beside a study that holds OUT
+        runs, dataset = check_study(spec, data_option=data_option)
         workers = execution["workers"] or os.cpu_count() or 1
         pack = execution["pack"]
         estimate = estimate_time(runs, dataset, workers, execution["threads"], pack)
         for line in describe_plan(spec, runs, dataset, estimate, pack):
             stdout.print(line, markup=False, soft_wrap=True)
         return
-    _run_and_report(spec, **execution)
+    # Integrity first, fast and without a trace: a held OUT and an unreachable Ray head are
+    # refused before the data is loaded; the driver then holds OUT through the report.
+    refuse_if_held(execution["out_dir"])
+    if execution["executor"] == "ray":
+        check_ray_reachable(execution["address"])
+    with hold_folder(execution["out_dir"]):
+        check_study(spec, data_option=data_option)  # every check before any training or write
+        _run_and_report(spec, **execution)
 
 
 @cli.command()

@@ -211,7 +211,14 @@ def test_fix_freezes_frozen_layers(capsys, checkpoints, tmp_path):
 def test_errors_are_one_line_with_exit_code_2(capsys, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_text("not weights")
+    odd = tmp_path / "odd.pt"
+    torch.save({1: torch.zeros(2)}, odd)  # loads with weights_only, not a state dict
+    dangling = tmp_path / "link.pt"
+    dangling.symlink_to(tmp_path / "elsewhere.pt")
     cases = [
+        ["--model", ref("healthy"), "--batch-size", "4", "--checkpoint", str(odd)],
+        ["--model", ref("healthy"), "--batch-size", "4", "--checkpoint", str(bad), "--fix"]
+        + ["--fix-output", str(dangling)],
         ["--model", ref("healthy"), "--batch-size", "0"],
         ["--model", ref("nope"), "--batch-size", "4"],
         ["--model", ref("healthy"), "--batch-size", "4", "--fix"],
@@ -222,6 +229,7 @@ def test_errors_are_one_line_with_exit_code_2(capsys, tmp_path):
         assert main(["doctor", *args]) == 2, args
         err = capsys.readouterr().err
         assert err.startswith("normlab: error:") and err.count("\n") == 1, err
+    assert not (tmp_path / "elsewhere.pt").exists()  # nothing written through the link
 
 
 def test_diagnose_json_on_a_checkpoint(capsys, checkpoints, tmp_path):

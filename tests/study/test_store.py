@@ -121,7 +121,7 @@ def test_a_version_1_store_is_migrated_forward_keeping_its_runs(tmp_path):
     with open_store(path) as store:
         (record,) = store.records("old")
         columns = {row[1] for row in store.connection.execute("PRAGMA table_info(runs)")}
-    assert read_version(path) == SCHEMA_VERSION == 6
+    assert read_version(path) == SCHEMA_VERSION == 7
     assert (record["run_id"], record["status"], record["test_acc"]) == (
         run.config.run_id,
         "done",
@@ -148,7 +148,7 @@ def test_a_version_5_store_gains_the_estimate_and_keeps_its_study(tmp_path):
         store.set_estimate("old", {"wall_seconds": 60.0})  # a resume's estimate: the first stays
         assert store.estimate("old") == {"wall_seconds": 360.0}
         assert store.study_name("old") == "old study"
-    assert read_version(path) == SCHEMA_VERSION == 6
+    assert read_version(path) == SCHEMA_VERSION == 7
 
 
 def test_a_study_keeps_the_data_files_it_was_planned_on(tmp_path):
@@ -282,3 +282,24 @@ def test_pack_size_device_collapse_and_diagnostics_are_recorded(tmp_path):
         found = store.diagnostics("s")
     assert (record["pack_size"], record["device"], record["collapsed"]) == (16, "cpu", 0)
     assert found == {run.config.run_id: {"gap": {"precise_acc": 0.52, "running_acc": 0.5}}}
+
+
+def test_a_version_6_store_gains_model_columns_unknown_for_its_studies(tmp_path):
+    path = tmp_path / "normlab.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+        + "".join(MIGRATIONS[v] + f"INSERT INTO schema_version VALUES ({v});" for v in range(1, 7))
+    )
+    db.execute("INSERT INTO studies VALUES ('old', 'old study', '{}', 0, NULL, NULL)")
+    db.commit()
+    db.close()
+    with open_store(path) as store:
+        assert store.study_model("old") is None  # recorded before v7: unknown, not empty
+        store.adopt_model("old", [("/m/net.py", 10, "ab")])
+        assert store.study_model("old") == ([("/m/net.py", 10, "ab")], "")
+        store.add_study(
+            "new", "new", {}, model_files=[("/m/net.py", 10, "ab")], model_fingerprint="f"
+        )
+        assert store.study_model("new") == ([("/m/net.py", 10, "ab")], "f")
+    assert read_version(path) == SCHEMA_VERSION == 7

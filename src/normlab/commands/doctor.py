@@ -16,6 +16,7 @@ command plus ``--fix``; ``fix_command`` in the JSON).
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
@@ -240,4 +241,9 @@ def _fix_output(checkpoint: str | None, fix_output: str | None) -> Path:
         raise NormlabError(f"--fix-output {output}: is the input checkpoint; name another file")
     if output.exists():
         raise NormlabError(f"--fix-output {output}: exists; refusing to overwrite it")
+    if output.is_symlink():  # dangling: torch.save would create the file the link points to
+        raise NormlabError(
+            f"--fix-output {output}: is a symbolic link to {os.readlink(output)} that does not "
+            "exist; refusing to write through it"
+        )
     return output

@@ -27,6 +27,9 @@ from normlab.study.export import FORMATS, export_store
     "it as NAME_epochs.FORMAT.",
 )
 def export(out_dir: str, format_: str, output: str | None) -> None:
-    """Export DIR's store: one row per run (config columns, metrics) and one per run and epoch."""
+    """Export DIR's store: one row per run (config columns, metrics) and one per run and epoch.
+
+    Only reads the store: it works while a study runs in DIR (the runs finished so far).
+    """
     for path, rows in export_store(Path(out_dir), format_, output):
         click.echo(f"wrote {path} ({rows} rows)")

@@ -50,6 +50,12 @@ def load_checkpoint(path: str) -> dict[str, torch.Tensor]:
         raise NormlabError(
             f"--checkpoint {path}: expected a state dict, got {type(state).__name__}"
         )
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise NormlabError(
+                f"--checkpoint {path}: expected a state dict (names -> tensors), found key "
+                f"{key!r} ({type(key).__name__}) -> {type(value).__name__}"
+            )
     return state
 
 

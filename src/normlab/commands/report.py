@@ -87,7 +87,10 @@ def write_reports(out_dir: Path) -> list[Report]:
     help="Print the README's results block (verdict and table of the folder's last study).",
 )
 def report(out_dir: str, open_: bool, readme: bool) -> None:
-    """Regenerate DIR's report.html and report.md (with figures) from its store."""
+    """Regenerate DIR's report.html and report.md (with figures) from its store.
+
+    Only reads the store: it works while a study runs in DIR (the runs finished so far).
+    """
     folder = Path(out_dir)
     reports = write_reports(folder)
     if readme:

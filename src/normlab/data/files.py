@@ -10,24 +10,52 @@
   candidate is not; when both are, the layout whose image is square), uint8 or float; integer
   labels (floats with whole values are accepted). Loaded with ``allow_pickle=False``.
 
-Every error names the file or folder at fault; nothing is written.
+Every error names the file or folder at fault; nothing is written. Declared sizes are checked
+before anything is allocated, against the file's real size and stated limits:
+
+- ``.npz``: each member's ``.npy`` header (shape, dtype) must match the member's size, at most
+  :data:`MAX_ARRAY_BYTES`, numeric; images at least :data:`MIN_IMAGE_SIDE` pixels a side; float
+  pixels finite and within :data:`MAX_PIXEL_MAGNITUDE` (a NaN spreads through standardization).
+- images: at most :data:`MAX_IMAGE_PIXELS` each, decoded size at most
+  :data:`MAX_DECODE_RATIO` times the file's (a flat 4000 x 4000 PNG is 16 KB), all of them at
+  most :data:`MAX_IMAGES_BYTES`; 16-bit images are refused (converting them to 8 bits clips).
+- tar archives: :mod:`normlab.data.archive`.
+
+Symbolic links are followed, inside or out of the data folder: a folder of links to images kept
+elsewhere is a common way to make a split, and normlab only reads them. The fingerprint records
+each file under the path it was found at, hashing the content it points to.
 """
 
 from __future__ import annotations
 
 import os
-import tarfile
 import zipfile
 
 import numpy as np
 
 from normlab.errors import NormlabError
 
+from .archive import archive_kind
 from .cifar import find_cifar_folder, read_cifar_archive, read_cifar_folder
 from .datasets import Dataset, Split, from_splits
 from .fingerprint import file_records
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_ARRAY_BYTES = 4 << 30
+"""Largest array of an .npz (CIFAR-10 as float32 NHWC is 737 MB)."""
+MIN_IMAGE_SIDE = 2
+"""Smallest image height and width (1 x 1 images leave nothing for a convolution to see)."""
+MAX_PIXEL_MAGNITUDE = 1e6
+"""Largest absolute float pixel: beyond it the values are not pixels, and their squares lose
+precision or overflow in float32 standardization."""
+MAX_IMAGE_PIXELS = 64_000_000
+"""Largest image (width x height) decoded; Pillow's own bomb check stops at 179 million."""
+MAX_DECODE_RATIO = 200
+"""Largest ratio of an image's decoded bytes to its file's size, for images over 1 MiB decoded:
+photographs compress 2-20 times, a crafted flat PNG 1000 times."""
+MAX_IMAGES_BYTES = 2 << 30
+"""Largest total of decoded 8-bit pixels of an image folder (after resizing)."""
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 FORMATS = (
     "CIFAR-10/100 python or CIFAR-10 binary archive (.tar.gz) or extracted folder, "
     "image folder (root/<class>/*.png|jpg), .npz arrays"
@@ -54,7 +82,13 @@ def load_path(source: str, options: dict[str, object]) -> Dataset:
     path = os.path.abspath(os.path.expanduser(source))
     if not os.path.exists(path):
         raise NormlabError(f"{source}: no such file or folder")
-    options = dict(options)
+    try:
+        return _load_path(source, path, dict(options))
+    except MemoryError:  # a limit above was not enough for this machine: still one line
+        raise NormlabError(f"{source}: not enough memory to load it") from None
+
+
+def _load_path(source: str, path: str, options: dict[str, object]) -> Dataset:
     size = options.pop("size", None)
     if os.path.isdir(path):
         folder = find_cifar_folder(path)
@@ -68,7 +102,7 @@ def load_path(source: str, options: dict[str, object]) -> Dataset:
     if zipfile.is_zipfile(path) and path.lower().endswith(".npz"):
         train, test = read_npz(path)
         return from_splits(source, train, test, files=file_records([path]), **options)
-    if tarfile.is_tarfile(path) or path.lower().endswith((".tar", ".tar.gz", ".tgz")):
+    if archive_kind(path) or path.lower().endswith((".tar", ".tar.gz", ".tgz")):
         arrays = read_cifar_archive(path)
         if arrays is None:
             raise NormlabError(f"{source}: a tar archive without a CIFAR layout; known: {FORMATS}")
@@ -143,7 +177,17 @@ def _decode(paths: list[str], size: int | None) -> np.ndarray:
     # The first pass reads headers only (mode and size), so that size errors come before any
     # decoding and the channel count is known; the second decodes one image at a time.
     headers = [_read_image(path) for path in paths]
-    mode = "L" if all(header_mode in ("L", "1", "I;16") for header_mode, _ in headers) else "RGB"
+    mode = "L" if all(header_mode in ("L", "1") for header_mode, _ in headers) else "RGB"
+    channels = 1 if mode == "L" else 3
+    total = 0
+    for path, (header_mode, (width, height)) in zip(paths, headers, strict=True):
+        _check_image(path, header_mode, width, height, channels)
+        total += (size * size if size else width * height) * channels
+    if total > MAX_IMAGES_BYTES:
+        raise NormlabError(
+            f"{os.path.dirname(os.path.dirname(paths[0]))}: {total:,} bytes of pixels, more than "
+            f"{MAX_IMAGES_BYTES:,}; pass the option size to resize"
+        )
     first = headers[0][1]
     if size is None:
         for path, (_, image_size) in zip(paths, headers, strict=True):
@@ -154,6 +198,24 @@ def _decode(paths: list[str], size: int | None) -> np.ndarray:
                 )
     images = np.stack([_read_image(path, mode, size) for path in paths])
     return images[:, None] if mode == "L" else images.transpose(0, 3, 1, 2)
+
+
+def _check_image(path: str, mode: str, width: int, height: int, channels: int) -> None:
+    """Refuse, from its header, an image that would decode wrong or too large."""
+    if mode in SIXTEEN_BIT_MODES:
+        raise NormlabError(
+            f"{path}: {mode} image (more than 8 bits a value); normlab reads 8-bit images, "
+            "converting would clip: save it as 8-bit"
+        )
+    pixels = width * height
+    if pixels > MAX_IMAGE_PIXELS:
+        raise NormlabError(f"{path}: {width}x{height} pixels, more than {MAX_IMAGE_PIXELS:,}")
+    decoded = pixels * channels
+    if decoded > 1 << 20 and decoded > MAX_DECODE_RATIO * os.path.getsize(path):
+        raise NormlabError(
+            f"{path}: {width}x{height} pixels from {os.path.getsize(path):,} bytes (a "
+            f"decompression bomb?); refusing images over {MAX_DECODE_RATIO} times their file"
+        )
 
 
 def _read_image(path: str, mode: str | None = None, size: int | None = None):
@@ -168,7 +230,7 @@ def _read_image(path: str, mode: str | None = None, size: int | None = None):
             if size is not None:
                 picture = picture.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(picture, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise NormlabError(f"{path}: not a readable image ({error})") from None
 
 
@@ -177,6 +239,7 @@ def _read_image(path: str, mode: str | None = None, size: int | None = None):
 
 def read_npz(path: str) -> tuple[Split, Split | None]:
     """(train, test or None) of an .npz file, images as (N, C, H, W)."""
+    _check_npy_headers(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
@@ -196,8 +259,49 @@ def read_npz(path: str) -> tuple[Split, Split | None]:
     return train, test
 
 
+def _check_npy_headers(path: str) -> None:
+    """Each member's declared shape and dtype against its real size and the limits, read from
+    the ``.npy`` headers before any array is allocated."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as member:
+                    shape, dtype, header = _npy_header(member)
+                name = info.filename.removesuffix(".npy")
+                if dtype.hasobject:  # np.load refuses it too (allow_pickle=False): say why
+                    raise NormlabError(f"{path}: array {name!r} holds Python objects")
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                real = info.file_size - header
+                if declared > MAX_ARRAY_BYTES or declared != real:
+                    raise NormlabError(
+                        f"{path}: array {name!r} declares shape {shape} ({declared:,} bytes) but "
+                        f"holds {real:,} bytes (limit {MAX_ARRAY_BYTES:,})"
+                    )
+    except NormlabError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+        raise NormlabError(f"{path}: not a readable .npz ({error})") from None
+
+
+def _npy_header(member) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, header length in bytes) of an ``.npy`` stream at its start."""
+    fmt = np.lib.format
+    version = fmt.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = fmt.read_array_header_1_0(member)
+    elif version == (2, 0):
+        shape, _, dtype = fmt.read_array_header_2_0(member)
+    else:  # version 3 (utf-8 field names) has no public reader
+        shape, _, dtype = fmt._read_array_header(member, version)
+    return shape, dtype, member.tell()
+
+
 def _npz_split(path: str, split: str, arrays: dict[str, np.ndarray]) -> Split:
     images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
+    if images.ndim not in (3, 4):
+        raise NormlabError(f"{path}: x_{split} must be (N, H, W), NHWC or NCHW, got {images.shape}")
     if labels.ndim != 1 or len(labels) != len(images):
         raise NormlabError(
             f"{path}: x_{split} has {len(images)} examples but y_{split} has shape {labels.shape}"
@@ -211,7 +315,20 @@ def _npz_split(path: str, split: str, arrays: dict[str, np.ndarray]) -> Split:
         labels = labels.astype(np.int64)
     if images.dtype.kind not in "uif":
         raise NormlabError(f"{path}: x_{split} must be uint8 or float, got {images.dtype}")
-    return _channels_first(path, split, images), labels
+    if images.dtype.kind == "f" and not np.all(np.abs(images) <= MAX_PIXEL_MAGNITUDE):
+        # NaN compares false: one NaN pixel becomes a third of the values after standardization.
+        bad = images[~(np.abs(images) <= MAX_PIXEL_MAGNITUDE)].flat[0]
+        raise NormlabError(
+            f"{path}: x_{split} holds the value {bad} (pixels must be finite, within "
+            f"+-{MAX_PIXEL_MAGNITUDE:g})"
+        )
+    images = _channels_first(path, split, images)
+    if min(images.shape[2:]) < MIN_IMAGE_SIDE:
+        raise NormlabError(
+            f"{path}: x_{split} images are {images.shape[2]}x{images.shape[3]}, smaller than "
+            f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}"
+        )
+    return images, labels
 
 
 def _channels_first(path: str, split: str, images: np.ndarray) -> np.ndarray:

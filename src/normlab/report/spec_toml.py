@@ -12,7 +12,7 @@ LR_KEYS = {
     "fixed": ("base_lr",),
 }
 """The ``[lr]`` keys each mode reads (``normlab.study.spec.MODE_KEYS``)."""
-SET_BY_PROTOCOL = ("lr", "seed", "data_fingerprint", "model_format")
+SET_BY_PROTOCOL = ("lr", "seed", "data_fingerprint", "model_format", "model_fingerprint")
 
 
 def _value(value: Any) -> str:

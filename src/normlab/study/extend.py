@@ -78,17 +78,20 @@ def extend_grids(
     store: Store,
     planned: list[PlannedRun],
     train: Callable[[list[PlannedRun]], None],
+    study_id: str | None = None,
 ) -> int:
     """Rounds of extension until no cell needs one; returns the runs added or retried.
 
     ``train`` trains runs and records them in ``store`` (the runner's loop). Extension runs left
     unfinished by an earlier call are trained first; each run is tried at most once per call, so a
-    run that fails does not loop.
+    run that fails does not loop. ``study_id``: the study's id in the store (default
+    ``spec.study_id``; the runner's when the study was started alongside another on changed files).
     """
+    study_id = study_id or spec.study_id
     planned_ids = {run.config.run_id for run in planned}
     tried: set[str] = set()
     while True:
-        records = store.records(spec.study_id)
+        records = store.records(study_id)
         unfinished = [
             PlannedRun(RunConfig.from_dict(r["config"]), r["cell"])
             for r in records
@@ -98,7 +101,7 @@ def extend_grids(
         todo = [run for run in [*unfinished, *new] if run.config.run_id not in tried]
         if not todo:
             return len(tried)
-        store.add_runs(spec.study_id, new)
+        store.add_runs(study_id, new)
         tried.update(run.config.run_id for run in todo)
         statuses = store.statuses()  # a run shared with another study may be finished already
         train([run for run in todo if statuses[run.config.run_id] not in FINISHED])

@@ -48,6 +48,7 @@ SET_ELSEWHERE = {
     "dataset_options": "one study has one dataset: set it under [run]",
     "data_fingerprint": "set by normlab from the content of the data files",
     "model_format": "set by normlab from what the model's factory returns",
+    "model_fingerprint": "set by normlab from the content of the model's files",
 }
 
 
@@ -149,7 +150,7 @@ class _Parser:
             if key in ("lr", "seed"):
                 raise self.fail(path, SET_ELSEWHERE[key])
             self.known({key: value}, sorted(RUN_FIELDS - {"lr", "seed"}), ("run",))
-            if key in ("data_fingerprint", "model_format"):
+            if key in ("data_fingerprint", "model_format", "model_fingerprint"):
                 raise self.fail(path, SET_ELSEWHERE[key])
             if key == "norm_options":
                 values[key], per_norm = self.fixed_norm_options(value, path)

@@ -19,24 +19,29 @@ go without it (the ETA then waits for the first finished unit).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from normlab.data import Dataset, changed_files, data_fingerprint
+from normlab.data.fingerprint import FileRecord
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult, total_steps
 from normlab.train.device import resolve_device
+from normlab.train.model_files import model_files, model_fingerprint
 from normlab.train.model_ref import model_format
 
 from .diagnose import DEFAULT_DIAGNOSTICS
 from .dryrun import Estimate, estimate_time
 from .executors import check_execution, check_options, default_threads, execute
 from .extend import extend_grids
+from .lock import hold_folder
 from .plan import PlannedRun, check_plan, cost_order, expand
 from .progress import ProgressTracker
+from .ray_executor import check_ray_reachable
 from .spec import StudySpec
 from .store import FINISHED, Store, open_store
 from .work import Execution, dataset_for, work_units
@@ -74,35 +79,113 @@ class StudyOutcome:
 
 def prepare(
     spec: StudySpec, out_dir: Path, force_new: bool = False
-) -> tuple[Store, list[PlannedRun]]:
-    """Plan ``spec``, check every run, open the store and register the study and its runs."""
+) -> tuple[Store, str, list[PlannedRun]]:
+    """Plan ``spec``, check every run, open the store and register the study and its runs;
+    returns the store, the study's id in it and the runs in cost order.
+
+    The data files and the model files (``train/model_files.py``) are fingerprinted before the
+    store is opened. A study already in the store whose files changed is refused, naming the
+    first changed file, unless ``force_new``: then the study on the new files is added alongside
+    under an id derived from the spec's and the fingerprints (:func:`variant_id`), which later
+    calls of the same command resume.
+    """
     runs = expand(spec)
     dataset = dataset_for(runs[0].config)
-    fingerprint = data_fingerprint(dataset)
-    if fingerprint:  # file data: the content is part of every run's identity
-        runs = [PlannedRun(r.config.replace(data_fingerprint=fingerprint), r.cell) for r in runs]
+    data_print = data_fingerprint(dataset)
+    refs = sorted({run.config.model for run in runs})
+    files_by_ref = {ref: model_files(ref) for ref in refs}
+    model_records = sorted({record for files in files_by_ref.values() for record in files})
+    model_prints = {ref: model_fingerprint(files) for ref, files in files_by_ref.items()}
     runs = _with_model_format(runs, dataset)
     check_plan(runs, dataset)
     store = open_store(Path(out_dir) / STORE_NAME)
+    try:
+        study_id = _study_id(store, spec, out_dir, dataset.files, model_records, force_new)
+    except NormlabError:
+        store.close()
+        raise
+    recorded = store.study_model(study_id)
+    if recorded is None and study_id in store.study_ids():
+        # Recorded before schema v7: its runs carry no model fingerprint; keep their ids, and
+        # record today's files so that a later change is refused.
+        store.adopt_model(study_id, model_records)
+        recorded = (model_records, "")
+    if recorded is not None and not recorded[1]:
+        model_prints = dict.fromkeys(refs, "")
+    runs = [
+        PlannedRun(
+            r.config.replace(
+                data_fingerprint=data_print, model_fingerprint=model_prints[r.config.model]
+            ),
+            r.cell,
+        )
+        for r in runs
+    ]
+    store.add_study(
+        study_id,
+        spec.name,
+        spec.to_dict(),
+        dataset.files,
+        model_records,
+        model_fingerprint(model_records),
+    )
+    store.add_runs(study_id, runs)
+    return store, study_id, cost_order(runs, len(dataset.y_train))
+
+
+def variant_id(study_id: str, data_files: Sequence[FileRecord], model: Sequence[FileRecord]) -> str:
+    """The id of a study added alongside ``study_id`` on other data or model files."""
+    text = "\n".join([study_id, data_fingerprint(data_files), model_fingerprint(model)])
+    return hashlib.sha256(text.encode()).hexdigest()[: len(study_id)]
+
+
+def _study_id(
+    store: Store,
+    spec: StudySpec,
+    out_dir: Path,
+    data_files: Sequence[FileRecord],
+    model: Sequence[FileRecord],
+    force_new: bool,
+) -> str:
+    """The id this spec's study has (or gets) in ``store``, refusing changed files."""
     studies = store.study_ids()
     if studies and spec.study_id not in studies and not force_new:
         held = store.study_name(studies[-1])
-        store.close()
         raise NormlabError(
             f"{out_dir} holds a different study ({held!r}; this spec is {spec.name!r}): "
             "use another --out, or --force-new to add this study alongside it"
         )
-    recorded = store.study_data_files(spec.study_id)
-    changed = changed_files(recorded, dataset.files) if recorded is not None else []
-    if changed:
-        store.close()
-        raise NormlabError(
-            f"{changed[0]}: changed since study {spec.name!r} started in {out_dir} (size or "
-            "content differ); restore the original file, or start the study in another --out"
-        )
-    store.add_study(spec.study_id, spec.name, spec.to_dict(), dataset.files)
-    store.add_runs(spec.study_id, runs)
-    return store, cost_order(runs, len(dataset.y_train))
+    changed = _changed(store, spec.study_id, data_files, model)
+    if changed is None:
+        return spec.study_id
+    variant = variant_id(spec.study_id, data_files, model)
+    if force_new or (variant in studies and _changed(store, variant, data_files, model) is None):
+        return variant
+    path, kind = changed
+    raise NormlabError(
+        f"{path}: {kind} changed since study {spec.name!r} started in {out_dir} (size or content "
+        "differ); restore the original file, use another --out, or --force-new to start the "
+        "study on the new files alongside"
+    )
+
+
+def _changed(
+    store: Store, study_id: str, data_files: Sequence[FileRecord], model: Sequence[FileRecord]
+) -> tuple[str, str] | None:
+    """(the first data or model file of ``study_id`` that differs now, "data file" or "model
+    file"); None when none does or nothing is recorded (a new study, built-in data, a study
+    recorded before schema v7 for its model)."""
+    recorded_data = store.study_data_files(study_id)
+    if recorded_data is not None:
+        changed = changed_files(recorded_data, data_files)
+        if changed:
+            return changed[0], "data file"
+    recorded_model = store.study_model(study_id)
+    if recorded_model is not None:
+        changed = changed_files(recorded_model[0], model)
+        if changed:
+            return changed[0], "model file"
+    return None
 
 
 def _with_model_format(runs: list[PlannedRun], dataset: Dataset) -> list[PlannedRun]:
@@ -152,7 +235,39 @@ def run_study(
     threads = threads or default_threads(executor, workers)
     progress = progress or StudyProgress()
     started = time.perf_counter()
-    store, runs = prepare(spec, Path(out_dir), force_new)
+    if executor == "ray":
+        check_ray_reachable(address)  # before the folder or the store is touched
+    with hold_folder(out_dir):
+        return _run_held(
+            spec,
+            Path(out_dir),
+            workers,
+            executor,
+            address,
+            progress,
+            force_new,
+            threads,
+            execution,
+            started,
+            calibrate,
+        )
+
+
+def _run_held(
+    spec: StudySpec,
+    out_dir: Path,
+    workers: int | None,
+    executor: str,
+    address: str | None,
+    progress: StudyProgress,
+    force_new: bool,
+    threads: int,
+    execution: Execution,
+    started: float,
+    calibrate: bool,
+) -> StudyOutcome:
+    """:func:`run_study` once the driver holds ``out_dir``."""
+    store, study_id, runs = prepare(spec, out_dir, force_new)
     with store:
         statuses = store.statuses()
         todo = [run for run in runs if statuses[run.config.run_id] not in FINISHED]
@@ -167,7 +282,7 @@ def run_study(
         # Ray trains on the cluster's machines: timing this one would say nothing about them.
         if calibrate and todo and executor == "local" and _on_cpu(execution):
             tracker.set_phase("calibrating")
-            estimate = _calibrate(spec, store, runs, todo, execution.pack, workers, threads)
+            estimate = _calibrate(store, study_id, runs, todo, execution.pack, workers, threads)
         if estimate is not None:
             pace = estimate.wall_seconds / max(estimate.total_seconds, 1e-9)
             tracker.set_calibration(pace, unit_costs(units, estimate))
@@ -204,22 +319,22 @@ def run_study(
                 threads=threads,
                 address=address,
                 on_dispatch=on_dispatch,
-                execution=observed(execution, spec, Path(out_dir)),
+                execution=observed(execution, spec, out_dir),
             )
 
         extended = 0
         try:
             train(todo)
             # Cells whose selected lr sits at a grid edge get values beyond it (study/extend.py).
-            extended = extend_grids(spec, store, runs, train)
+            extended = extend_grids(spec, store, runs, train, study_id)
         finally:
             # Runs still marked running did not finish (interrupt or crash): retry on resume.
             store.mark_pending(by_id)
             # Each invocation is one leg; the report adds them up (a resume is not the whole study).
-            store.add_leg(spec.study_id, time.perf_counter() - started)
+            store.add_leg(study_id, time.perf_counter() - started)
     return StudyOutcome(
-        spec.study_id,
-        Path(out_dir) / STORE_NAME,
+        study_id,
+        out_dir / STORE_NAME,
         planned=len(runs),
         trained=len(todo) + extended,
         skipped=len(runs) - len(todo),
@@ -231,8 +346,8 @@ def run_study(
 
 
 def _calibrate(
-    spec: StudySpec,
     store: Store,
+    study_id: str,
     runs: list[PlannedRun],
     todo: list[PlannedRun],
     pack: str,
@@ -258,9 +373,9 @@ def _calibrate(
         "threads": threads,
         "pack": pack,
         "calibration_seconds": estimate.calibration_seconds,
-        "legs_before": len(store.legs(spec.study_id)),
+        "legs_before": len(store.legs(study_id)),
     }
-    store.set_estimate(spec.study_id, record)
+    store.set_estimate(study_id, record)
     return estimate
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from normlab.errors import NormlabError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 MIGRATIONS: dict[int, str] = {
@@ -82,6 +82,10 @@ MIGRATIONS: dict[int, str] = {
     6: """
     ALTER TABLE studies ADD COLUMN estimate TEXT;
     """,
+    7: """
+    ALTER TABLE studies ADD COLUMN model_files TEXT;
+    ALTER TABLE studies ADD COLUMN model_fingerprint TEXT;
+    """,
 }
 """Version -> SQL that brings a store from version - 1 to version.
 
@@ -98,7 +102,11 @@ time is the sum of its legs, not the last one's).
 v6: ``studies.estimate``: the calibrated time estimate made before the study first trained (JSON:
 estimated wall and one-worker seconds, runs covered, runs planned, workers, legs before it), so
 the report sets it beside the measured wall time; NULL for studies recorded before v6 or run
-without calibration."""
+without calibration.
+v7: the model files a study was planned on (``studies.model_files``, JSON list as for data, with
+``<distribution>==<version>`` entries for installed packages) and the model fingerprint its runs
+carry (``studies.model_fingerprint``); both NULL for studies recorded before v7, which adopt the
+current files on their next resume and keep their runs' ids (fingerprint "")."""
 
 
 def read_version(path: str | Path) -> int:

@@ -115,6 +115,7 @@ FACTOR_KEYS = tuple(
         "norm_options",
         "data_fingerprint",
         "model_format",
+        "model_fingerprint",
     )
 )
 """Factors other than norm options: run-config fields (lr and seed are the protocol's and the

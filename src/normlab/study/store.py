@@ -82,20 +82,45 @@ class Store:
         name: str,
         spec: dict[str, Any],
         data_files: Iterable[tuple[str, int, str]] = (),
+        model_files: Iterable[tuple[str, int, str]] = (),
+        model_fingerprint: str = "",
     ) -> None:
-        """Register a study (kept as it is if already there) with the data files it reads."""
+        """Register a study (kept as it is if already there) with the data files it reads and
+        the model files it builds from (see :meth:`study_model`)."""
         files = [list(entry) for entry in data_files]
         with self.connection:
             self.connection.execute(
-                "INSERT OR IGNORE INTO studies (study_id, name, spec, created_at, data_files)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO studies (study_id, name, spec, created_at, data_files,"
+                " model_files, model_fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     study_id,
                     name,
                     json.dumps(spec, sort_keys=True),
                     time.time(),
                     json.dumps(files) if files else None,
+                    json.dumps([list(entry) for entry in model_files]),
+                    model_fingerprint,
                 ),
+            )
+
+    def study_model(self, study_id: str) -> tuple[list[tuple[str, int, str]], str] | None:
+        """(model files, the model fingerprint its runs carry) of ``study_id``; None if unknown
+        (no such study, or one recorded before schema v7)."""
+        row = self.connection.execute(
+            "SELECT model_files, model_fingerprint FROM studies WHERE study_id = ?", (study_id,)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return [tuple(entry) for entry in json.loads(row[0])], row[1] or ""  # type: ignore[misc]
+
+    def adopt_model(self, study_id: str, model_files: Iterable[tuple[str, int, str]]) -> None:
+        """Record the current model files of a study recorded before schema v7: its runs keep
+        their ids (fingerprint ""), and a later change of these files is refused."""
+        with self.connection:
+            self.connection.execute(
+                "UPDATE studies SET model_files = ?, model_fingerprint = '' WHERE study_id = ?"
+                " AND model_files IS NULL",
+                (json.dumps([list(entry) for entry in model_files]), study_id),
             )
 
     def study_data_files(self, study_id: str) -> list[tuple[str, int, str]] | None:

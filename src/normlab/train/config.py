@@ -81,6 +81,10 @@ class RunConfig:
     """``"keras"`` when the model's factory returns a Keras model (converted by
     ``normlab.keras``), set by the planner; "" otherwise. The report then names the Keras layer
     for a recommended norm."""
+    model_fingerprint: str = ""
+    """Content hash of a ``file.py:factory`` or ``pkg.module:factory`` model's source files (and
+    package version), set by the planner ("" for built-in models): a changed model gives new runs
+    (``train/model_files.py``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -122,6 +126,13 @@ class RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **changes})
 
 
-ADDED_FIELDS = ("model", "augment", "classes_per_batch", "data_fingerprint", "model_format")
+ADDED_FIELDS = (
+    "model",
+    "augment",
+    "classes_per_batch",
+    "data_fingerprint",
+    "model_format",
+    "model_fingerprint",
+)
 """RunConfig fields added after the first release (see :meth:`RunConfig.identity`)."""
 _DEFAULTS = {f.name: f.default for f in fields(RunConfig) if f.name in ADDED_FIELDS}
