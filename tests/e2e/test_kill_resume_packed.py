@@ -35,7 +35,8 @@ def test_sigkill_mid_pack_then_resume_trains_every_run_once(tmp_path):
     db.close()
     assert [(status, size) for status, _, size in runs] == [("done", 2)] * 12
     # The pack in flight at the kill (its two runs) was attempted twice; no other run was.
-    assert sorted(attempts for _, attempts, _ in runs) in ([1] * 12, [1] * 10 + [2] * 2)
+    attempts = sorted(attempts for _, attempts, _ in runs)
+    assert attempts in ([1] * 12, [1] * 10 + [2] * 2), attempts
 
 
 def test_ctrl_c_during_packs_requeues_them(tmp_path):
