@@ -37,6 +37,7 @@ from normlab.diagnostics import (
 from normlab.diagnostics.layers import batch_norm_layers
 from normlab.train import RunConfig, accuracy
 from normlab.train.engine import AfterTraining
+from normlab.train.evaluate import batch_statistics_test_accuracy
 from normlab.train.result import TrainingTrace
 
 DEFAULT_DIAGNOSTICS = ("gap", "stability")
@@ -120,15 +121,7 @@ def _gap(config: RunConfig, model: nn.Module, dataset: Dataset, trace: TrainingT
         running = accuracy(model, dataset.x_test, dataset.y_test)
     batch = trace.test_acc_batch_stats
     if batch is None:
-        batch = accuracy(
-            model,
-            dataset.x_test,
-            dataset.y_test,
-            statistics="batch",
-            batch_size=config.batch_size,
-            sampler=config.sampler,
-            classes_per_batch=config.classes_per_batch,
-        )
+        batch = batch_statistics_test_accuracy(model, dataset, config)
     return GapReport(
         running_acc=running,
         precise_acc=precise_acc,

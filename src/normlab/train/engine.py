@@ -37,7 +37,7 @@ from .collapse import collapsed
 from .config import RunConfig
 from .conv_guard import guard_strided_pointwise_convolutions
 from .device import dataset_on
-from .evaluate import accuracy, mean_loss
+from .evaluate import accuracy, batch_statistics_test_accuracy, mean_loss
 from .gradients import global_gradient_norm
 from .model_ref import build_model_from_ref, check_model_ref
 from .optim import build_optimizer, build_scheduler
@@ -280,15 +280,7 @@ def train_run(
     if norm_entry(config.norm).train_equals_eval:
         test_acc_batch_stats = test_acc
     else:
-        test_acc_batch_stats = accuracy(
-            model,
-            dataset.x_test,
-            dataset.y_test,
-            statistics="batch",
-            batch_size=config.batch_size,
-            sampler=config.sampler,
-            classes_per_batch=config.classes_per_batch,
-        )
+        test_acc_batch_stats = batch_statistics_test_accuracy(model, dataset, config)
     last = epochs[-1]
     trace.finished = True
     trace.final_train_loss, trace.final_train_acc = last.train_loss, last.train_acc

@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.data import evaluation_batches, evaluation_permutation
+from normlab.data import Dataset, evaluation_batches, evaluation_permutation
+
+from .config import RunConfig
 
 STATISTICS_MODES = ("running", "batch")
 
@@ -110,3 +112,17 @@ def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
     )
     model.train(was_training)
     return total / len(y)
+
+
+def batch_statistics_test_accuracy(model: nn.Module, dataset: Dataset, config: RunConfig) -> float:
+    """Test accuracy of ``model`` with batch statistics, batches drawn as ``config`` trained
+    (its batch size, sampler and ``classes_per_batch``)."""
+    return accuracy(
+        model,
+        dataset.x_test,
+        dataset.y_test,
+        statistics="batch",
+        batch_size=config.batch_size,
+        sampler=config.sampler,
+        classes_per_batch=config.classes_per_batch,
+    )
