@@ -8,6 +8,7 @@ import torch
 from normlab.errors import NormlabError
 from normlab.norms import BatchNorm, FrozenBatchNorm
 from normlab.train import RunConfig, accuracy, build_model, check_config, engine, train_run
+from normlab.train import evaluate as evaluate_module
 
 
 def test_same_seed_gives_identical_metrics(tiny_config, tiny_data):
@@ -176,7 +177,9 @@ def test_batch_statistics_pass_is_skipped_only_where_it_equals_eval_mode(
         modes.append(kwargs.get("statistics", "running"))
         return accuracy(*args, **kwargs)
 
+    # The engine calls accuracy itself and through batch_statistics_test_accuracy.
     monkeypatch.setattr(engine, "accuracy", recording)
+    monkeypatch.setattr(evaluate_module, "accuracy", recording)
     config = tiny_config.replace(norm=norm, steps=10)
     result = train_run(config, tiny_data, weights_path=tmp_path / "weights.pt")
     assert ("batch" in modes) == batch_pass
