@@ -95,3 +95,64 @@ def seed_records(
                 }
             )
     return records
+
+
+TUNING_SEED = 1000
+"""Tuning seeds are 1000, 1001, ... under the adaptive protocol (evaluation seeds 0, 1, ...)."""
+
+
+def adaptive_records(
+    means: dict[tuple[str, int], float],
+    rounds: tuple[int, ...] = (3, 2),
+    tuning_seeds: int = 2,
+    noise: float = 0.004,
+    lrs: tuple[float, ...] = (0.01, 0.03, 0.1),
+    best_lr: float = 0.03,
+    tuning_test_offset: float = -0.2,
+    wall_time: float = 2.0,
+    seed: int = 0,
+) -> list[dict]:
+    """Records of an adaptive study: each (norm, batch) cell trains every lr of ``lrs`` with
+    ``tuning_seeds`` tuning seeds (role "tune", round 0; validation best at ``best_lr``), then
+    evaluation seeds at ``best_lr`` in rounds of ``rounds`` seeds (role "eval", round 1, 2, ...)
+    whose test accuracy is ``means[cell]`` plus seed noise shared by every norm (paired) and a
+    small independent part. Tuning runs' test accuracy is ``tuning_test_offset`` away, so a
+    summary that reported them would be visibly wrong."""
+    generator = np.random.default_rng(seed)
+    evaluation_seeds = sum(rounds)
+    shared = generator.normal(0.0, noise, size=evaluation_seeds)
+    records = []
+    for (norm, batch), accuracy in means.items():
+        base = {"norm": norm, "batch_size": batch}
+        for lr in lrs:
+            for i in range(tuning_seeds):
+                value = accuracy - (0.0 if lr == best_lr else 0.05) + generator.normal(0, noise)
+                records.append(
+                    _record(base, lr, TUNING_SEED + i, "tune", 0, value, value + tuning_test_offset)
+                )
+        seed_index = 0
+        for round_number, count in enumerate(rounds, start=1):
+            for _ in range(count):
+                test = accuracy + shared[seed_index] + generator.normal(0.0, noise)
+                record = _record(base, best_lr, seed_index, "eval", round_number, test, test)
+                record["wall_time"] = wall_time
+                records.append(record)
+                seed_index += 1
+    return records
+
+
+def _record(cell, lr, seed, role, round_number, val, test):
+    return {
+        "run_id": f"{cell['norm']}-{cell['batch_size']}-{lr}-{seed}",
+        "config": {**cell, "lr": lr, "seed": seed},
+        "cell": dict(cell),
+        "status": "done",
+        "val_acc": val,
+        "test_acc": test,
+        "test_acc_batch_stats": test,
+        "train_loss": 0.1,
+        "train_acc": 0.99,
+        "wall_time": 1.0,
+        "role": role,
+        "round": round_number,
+    }

@@ -135,7 +135,12 @@ def test_slug_names_folders_after_the_study():
 def test_the_comparison_table_shows_both_intervals_and_they_agree_with_their_tests():
     report = build_report(study_input())
     table = next(t for t in report.tables if t.title.startswith("Paired comparisons"))
-    assert table.header[3:6] == ["95% CI", "Holm-adjusted CI", "p"]
+    assert table.header[3:7] == [
+        "95% CI (unadjusted)",
+        "Holm-adjusted CI",
+        "p (unadjusted)",
+        "Holm p",
+    ]
     for row in table.rows:
         for column, p_text in ((3, row[5]), (4, row[6])):
             low, high = (float(x) for x in row[column].split(" to "))

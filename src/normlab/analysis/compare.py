@@ -4,8 +4,10 @@ level of the compared factor, the crossover batch size. Pure functions over stor
 The compared factor is the spec's ``[study] compare`` (``norm`` by default); its first level is
 the baseline (``bn``). A *context* is the levels of every other factor (e.g. the batch size):
 comparisons are made within a context, each cell at its own selected lr, paired by seed (seed s
-gives every cell the same data order). The family of tests that Holm's correction covers is every
-(context, alternative) comparison of the study.
+gives every cell the same data order). Under the adaptive protocol only evaluation runs (role
+``"eval"``) are compared; the tuning runs that selected the lr are not (``summary.py``). The
+family of tests that Holm's correction covers is every (context, alternative) comparison of the
+study (the adaptive protocol's sequential tests are :mod:`.adaptive`'s).
 
 Every planned seed of the selected lr is accounted for: a run that diverged there counts as test
 accuracy 0 (:data:`DIVERGED_ACCURACY`), the value it already had in the validation mean that
@@ -40,6 +42,8 @@ from .summary import (
     cell_key,
     context,
     full_cell,
+    reported_runs,
+    selection_runs,
     summarize,
     variant,
 )
@@ -140,9 +144,11 @@ def cell_statistics(records: list[dict[str, Any]], compare: str = "norm") -> lis
     result = []
     for summary in summarize(records):
         runs = by_cell[cell_key(summary.cell)]
-        by_seed = _seed_accuracies(runs, summary.selected_lr)
+        # Adaptive cells: evaluation seeds are compared, tuning seeds chose the lr (and say how
+        # much the choice matters); fixed-protocol runs do both.
+        by_seed = _seed_accuracies(reported_runs(runs), summary.selected_lr)
         values = list(by_seed.values())
-        top, spread = _lr_spread(runs, summary)
+        top, spread = _lr_spread(selection_runs(runs), summary)
         result.append(
             CellStats(
                 summary=summary,

@@ -6,6 +6,12 @@ lr of a cell maximizes the mean *validation* accuracy over seeds (a diverged run
 an unstable lr is not selected for a lucky seed; ties go to the smaller lr); the cell reports the
 *test* accuracy of its runs at that lr, every seed of it: a run that diverged there counts as
 :data:`DIVERGED_ACCURACY`, as it counted in selection.
+
+Under the adaptive protocol (docs/PROTOCOL.md) a run's ``role`` says which seeds do what:
+``"tune"`` runs select the lr (validation accuracy), ``"eval"`` runs, trained afresh at the
+selected lr with other seeds, are the only ones whose test accuracy is reported and compared,
+so the seeds that chose the lr never also judge it. Fixed-protocol runs (``role`` ``""`` or
+absent) do both, as above.
 """
 
 from __future__ import annotations
@@ -20,9 +26,13 @@ from typing import Any
 from .statistics import MIN_SEEDS_FOR_CI, holm, paired_t_test
 
 FINISHED = ("done", "diverged")
+TUNE, EVALUATE = "tune", "eval"
+"""Run roles of the adaptive protocol (``runs.role``); a fixed-protocol run has role ``""``."""
 DIVERGED_ACCURACY = 0.0
 """Test (and validation) accuracy of a diverged run: 0, as in lr selection. Dropping it from the
 test statistics would report the survivors of an lr that selection charged for the divergence."""
+NOT_EVALUATED = "lr selected; no evaluation run finished yet"
+"""What a table shows for an adaptive cell whose evaluation seeds have not finished."""
 WINNER_ALPHA = 0.05
 """Family-wise error rate of the winners table's paired tests (Holm over its groups)."""
 
@@ -109,25 +119,56 @@ def full_cell(record: dict[str, Any]) -> dict[str, Any]:
     return {**fixed, **record["cell"]}
 
 
+def adaptive(runs: list[dict[str, Any]]) -> bool:
+    """Whether ``runs`` come from the adaptive protocol (some run has a tuning or evaluation
+    role)."""
+    return any(r.get("role") in (TUNE, EVALUATE) for r in runs)
+
+
+def selection_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs whose validation accuracy selects the lr: the tuning runs of an adaptive cell,
+    every run otherwise."""
+    return [r for r in runs if r.get("role") == TUNE] if adaptive(runs) else list(runs)
+
+
+def reported_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs whose test accuracy is reported and compared: the evaluation runs of an adaptive
+    cell, every run otherwise."""
+    return [r for r in runs if r.get("role") == EVALUATE] if adaptive(runs) else list(runs)
+
+
 def summarize(records: list[dict[str, Any]]) -> list[CellSummary]:
-    """One :class:`CellSummary` per cell that has at least one finished run."""
+    """One :class:`CellSummary` per cell that has at least one finished run.
+
+    The lr is selected on :func:`selection_runs`; the test statistics are those of
+    :func:`reported_runs` at it (an adaptive cell whose evaluation runs have not finished yet
+    has ``seeds`` 0 and no test accuracy).
+    """
     by_cell: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         by_cell[cell_key(full_cell(record))].append(record)
     summaries = []
     for runs in by_cell.values():
         finished = [r for r in runs if r["status"] in FINISHED]
-        if not finished:
+        selecting = [r for r in selection_runs(runs) if r["status"] in FINISHED]
+        if not selecting:
             continue
         by_lr: dict[float, list[dict[str, Any]]] = defaultdict(list)
-        for run in finished:
+        for run in selecting:
             by_lr[run["config"]["lr"]].append(run)
         val_by_lr = {
             lr: statistics.fmean(r["val_acc"] if r["status"] == "done" else 0.0 for r in lr_runs)
             for lr, lr_runs in sorted(by_lr.items())
         }
         selected = max(sorted(val_by_lr), key=lambda lr: (val_by_lr[lr], -lr))
-        every = sorted(by_lr[selected], key=lambda r: r["config"]["seed"])
+        every = sorted(
+            (
+                r
+                for r in reported_runs(runs)
+                if r["status"] in FINISHED and r["config"]["lr"] == selected
+            ),
+            key=lambda r: r["config"]["seed"],
+        )
         chosen = [r for r in every if r["status"] == "done"]
         summaries.append(
             CellSummary(
@@ -135,8 +176,8 @@ def summarize(records: list[dict[str, Any]]) -> list[CellSummary]:
                 selected_lr=selected,
                 lr_grid=tuple(sorted({r["config"]["lr"] for r in runs})),
                 val_by_lr=val_by_lr,
-                seeds=len(by_lr[selected]),
-                diverged=len(by_lr[selected]) - len(chosen),
+                seeds=len(every),
+                diverged=len(every) - len(chosen),
                 diverged_total=sum(r["status"] == "diverged" for r in finished),
                 test_accs=tuple(_accuracy(r, "test_acc") for r in every),
                 test_accs_batch_stats=tuple(_accuracy(r, "test_acc_batch_stats") for r in every),
@@ -257,6 +298,8 @@ def _paired(first: CellSummary, second: CellSummary) -> list[float]:
 
 def format_mean_std(summary: CellSummary) -> str:
     """``0.962 ± 0.004``, with diverged runs noted (``diverged (3/3)`` when all at the lr did)."""
+    if summary.seeds == 0:
+        return NOT_EVALUATED
     if summary.test_mean is None or summary.all_diverged:
         return f"diverged ({summary.diverged}/{summary.seeds})"
     text = f"{summary.test_mean:.3f}"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from normlab.analysis.compare import CellStats, Comparison, cell_statistics, compare_cells
-from normlab.analysis.summary import CellSummary, cell_key, full_cell
+from normlab.analysis.summary import NOT_EVALUATED, TUNE, CellSummary, cell_key, full_cell
 from normlab.analysis.verdict import Verdict, adjusted, points, unadjusted, verdict
 from normlab.keras.equivalents import keras_layer
 
@@ -63,6 +63,8 @@ def compared(spec: dict[str, Any]) -> tuple[str, str]:
 def cell_label(cell: CellStats) -> str:
     """``0.962 [0.955, 0.968] (lr 0.03*)``: mean, 95% t-interval (or ± std), selected lr; a
     diverged seed counts as accuracy 0 in the mean (``(1 div.)``)."""
+    if cell.summary.seeds == 0:
+        return NOT_EVALUATED
     if cell.mean is None or cell.summary.all_diverged:
         return f"diverged ({cell.summary.diverged}/{cell.summary.seeds})"
     text = f"{cell.mean:.3f}"
@@ -109,9 +111,9 @@ def comparison_table(comparisons: list[Comparison]) -> Table:
         "context",
         "baseline - alternative",
         "points",
-        "95% CI",
+        "95% CI (unadjusted)",
         "Holm-adjusted CI",
-        "p",
+        "p (unadjusted)",
         "Holm p",
         "d_z",
         "seeds",
@@ -131,8 +133,9 @@ def comparison_table(comparisons: list[Comparison]) -> Table:
         for c in comparisons
     ]
     title = (
-        "Paired comparisons (same seed = same data order): 95% t-interval unadjusted, and at the "
-        "level Holm tested each comparison (excludes 0 exactly when Holm p < 0.05)"
+        "Paired comparisons (same seed = same data order): the unadjusted 95% t-interval goes "
+        "with the unadjusted p, the Holm-adjusted interval (the level Holm tested each "
+        "comparison at) with the Holm p: each excludes 0 exactly when its p < 0.05"
     )
     return Table(title, header, rows)
 
@@ -144,6 +147,8 @@ def _gaps(cells: list[CellStats], study: StudyInput, baseline: str):
     by_size: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     keys = {cell_key(c.summary.cell): c for c in cells}
     for record in study.records:
+        if record.get("role") == TUNE:
+            continue  # tuning seeds chose the lr; the cell's numbers are its evaluation seeds'
         gap = study.diagnostics.get(record["run_id"], {}).get("gap")
         cell = keys.get(cell_key(full_cell(record)))
         if gap is None or cell is None or record["config"]["lr"] != cell.summary.selected_lr:
