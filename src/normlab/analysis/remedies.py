@@ -30,6 +30,7 @@ from normlab.norms import norm_entry
 
 from .compare import ALPHA, CellStats, Comparison, paired_comparisons
 from .statistics import MIN_SEEDS_FOR_CI, Interval, equivalence_test, holm, holm_level, t_interval
+from .wording import interval, points
 
 PRECISE_SUFFIX = " + PreciseBN"
 """The name of the baseline recalibrated by PreciseBN, after the baseline's own."""
@@ -128,3 +129,45 @@ def best_remedy(remedies: list[Remedy]) -> Remedy | None:
     """The best-mean acceptable candidate, else the best-mean one (the closest)."""
     acceptable = [r for r in remedies if r.acceptable]
     return (acceptable or remedies or [None])[0]
+
+
+def remedy_line(remedy: Remedy, versus: str, margin: float) -> str:
+    c = remedy.comparison
+    if remedy.ci_equivalence is not None:
+        tost = (
+            f"TOST {interval(remedy.ci_equivalence, 'interval')}, "
+            f"Holm p = {remedy.p_equivalence_holm:.2g}"
+        )
+    elif remedy.p_equivalence_holm is not None:
+        tost = f"TOST Holm p = {remedy.p_equivalence_holm:.2g}"
+    else:
+        tost = "no TOST: fewer than 3 seeds"
+    if remedy.better:
+        status = f"significantly better than {versus}"
+    elif remedy.equivalent:
+        status = f"equivalent within ±{points(margin)} points"
+    else:
+        status = "not shown equivalent"
+    return f"{remedy.name} {points(c.difference or 0.0)} points ({tost}: {status})"
+
+
+def remedy_sentence(ranked: list[Remedy], versus: str, margin: float) -> str:
+    """The remedies that keep BN against ``versus``, ranked by mean, and the best acceptable."""
+    listed = "; ".join(remedy_line(r, versus, margin) for r in ranked)
+    best = best_remedy(ranked)
+    head = (
+        f"Remedies that keep BN there, against {versus} (candidate - {versus}, ranked by mean; "
+        f"equivalence: two one-sided tests within ±{points(margin)} points, Holm over the "
+        f"candidates): {listed}."
+    )
+    if best is not None and best.acceptable:
+        how = (
+            f"significantly better than {versus}"
+            if best.better
+            else f"equivalent to {versus} within ±{points(margin)} points"
+        )
+        return f"{head} The best, {best.name}, is {how}."
+    return (
+        f"{head} No remedy that keeps BN is shown equivalent to {versus} within "
+        f"±{points(margin)} points there (the closest by mean: {ranked[0].name})."
+    )

@@ -19,7 +19,6 @@ to the alternative within the margin.
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -34,9 +33,18 @@ from .caveats import (
     saturation_sentence,
 )
 from .compare import ALPHA, CellStats, Comparison, best_alternative, best_significant
-from .remedies import EQUIVALENCE_MARGIN, Remedy, best_remedy, keeps_bn, rank_remedies
-from .statistics import MIN_SEEDS_FOR_CI, Interval, t_interval
+from .decomposition import gain_interval, precise_gain
+from .remedies import (
+    EQUIVALENCE_MARGIN,
+    Remedy,
+    best_remedy,
+    keeps_bn,
+    rank_remedies,
+    remedy_sentence,
+)
+from .statistics import MIN_SEEDS_FOR_CI, Interval
 from .summary import cell_key
+from .wording import interval, points
 
 
 @dataclass(frozen=True)
@@ -49,17 +57,6 @@ class Verdict:
     @property
     def paragraph(self) -> str:
         return " ".join((*self.sentences, self.recommendation))
-
-
-def points(value: float) -> str:
-    """An accuracy difference in percentage points, one decimal."""
-    return f"{100 * value:.1f}"
-
-
-def interval(ci: Interval | None, label: str = "95% CI") -> str:
-    if ci is None:
-        return "no CI: fewer than 3 seeds"
-    return f"{label} {points(ci.low)} to {points(ci.high)}"
 
 
 def adjusted(comparison: Comparison, negate: bool = False) -> str:
@@ -84,37 +81,6 @@ def _p(comparison: Comparison) -> str:
     if comparison.p_holm is None:
         return "no test: fewer than 3 seeds"
     return f"Holm p = {comparison.p_holm:.2g}"
-
-
-def precise_gain(cell: CellStats, gaps: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
-    """PreciseBN - EMA test accuracy of ``cell``'s seeds (``gaps``: seed ->
-    ``GapReport.to_dict()``), paired by seed: mean difference and its 95% t-interval, with the
-    mean EMA, PreciseBN and batch-statistics accuracies; None without any gap record. A seed
-    without a record (a run that diverged: nothing to recalibrate) counts with the accuracy it
-    has in the cell under all three, so the means agree with the cell's."""
-    if not any(s in gaps for s in cell.test_by_seed):
-        return None
-    found = [
-        gaps.get(s, {f"{key}_acc": accuracy for key in ("running", "precise", "batch")})
-        for s, accuracy in cell.test_by_seed.items()
-    ]
-    differences = [g["precise_acc"] - g["running_acc"] for g in found]
-    means = {
-        key: statistics.fmean(g[f"{key}_acc"] for g in found)
-        for key in ("running", "precise", "batch")
-    }
-    return {
-        **means,
-        "difference": statistics.fmean(differences),
-        "ci": t_interval(differences),
-        "seeds": len(found),
-    }
-
-
-def _gain_interval(gain: dict[str, Any]) -> str:
-    if gain["ci"] is None and gain["seeds"] >= MIN_SEEDS_FOR_CI:
-        return "no CI: identical differences"
-    return interval(gain["ci"])
 
 
 def verdict(
@@ -216,7 +182,7 @@ def verdict(
             text += (
                 f"; PreciseBN recalibration of {baseline}'s runs changes its accuracy by "
                 f"{100 * gain['difference']:+.1f} points (PreciseBN - EMA, paired over "
-                f"{gain['seeds']} seeds, {_gain_interval(gain)}; EMA {points(gain['running'])}%, "
+                f"{gain['seeds']} seeds, {gain_interval(gain)}; EMA {points(gain['running'])}%, "
                 f"PreciseBN {points(gain['precise'])}%, batch statistics {points(gain['batch'])}%)"
             )
         sentences.append(text + ".")
@@ -224,7 +190,7 @@ def verdict(
             ranked = rank_remedies(members_of[key], baseline, best.alternative, base_gaps, margin)
             if ranked:
                 remedies[key] = best_remedy(ranked)
-                sentences.append(_remedy_sentence(ranked, best.alternative, margin))
+                sentences.append(remedy_sentence(ranked, best.alternative, margin))
     behind = [c for c in tied if c.difference < 0]
     if behind:
         within = _ordered(behind, axis)
@@ -303,48 +269,6 @@ def verdict(
     switch_to = tuple(dict.fromkeys(c.alternative for c in _ordered(worse, axis)))
     recommends_a_switch = significant and judged and tested
     return Verdict(tuple(sentences), recommendation, switch_to if recommends_a_switch else ())
-
-
-def _remedy_line(remedy: Remedy, versus: str, margin: float) -> str:
-    c = remedy.comparison
-    if remedy.ci_equivalence is not None:
-        tost = (
-            f"TOST {interval(remedy.ci_equivalence, 'interval')}, "
-            f"Holm p = {remedy.p_equivalence_holm:.2g}"
-        )
-    elif remedy.p_equivalence_holm is not None:
-        tost = f"TOST Holm p = {remedy.p_equivalence_holm:.2g}"
-    else:
-        tost = "no TOST: fewer than 3 seeds"
-    if remedy.better:
-        status = f"significantly better than {versus}"
-    elif remedy.equivalent:
-        status = f"equivalent within ±{points(margin)} points"
-    else:
-        status = "not shown equivalent"
-    return f"{remedy.name} {points(c.difference or 0.0)} points ({tost}: {status})"
-
-
-def _remedy_sentence(ranked: list[Remedy], versus: str, margin: float) -> str:
-    """The remedies that keep BN against ``versus``, ranked by mean, and the best acceptable."""
-    listed = "; ".join(_remedy_line(r, versus, margin) for r in ranked)
-    best = best_remedy(ranked)
-    head = (
-        f"Remedies that keep BN there, against {versus} (candidate - {versus}, ranked by mean; "
-        f"equivalence: two one-sided tests within ±{points(margin)} points, Holm over the "
-        f"candidates): {listed}."
-    )
-    if best is not None and best.acceptable:
-        how = (
-            f"significantly better than {versus}"
-            if best.better
-            else f"equivalent to {versus} within ±{points(margin)} points"
-        )
-        return f"{head} The best, {best.name}, is {how}."
-    return (
-        f"{head} No remedy that keeps BN is shown equivalent to {versus} within "
-        f"±{points(margin)} points there (the closest by mean: {ranked[0].name})."
-    )
 
 
 def _recommend(
