@@ -91,14 +91,14 @@ def test_no_figure_has_overlapping_tick_labels(monkeypatch):
     from normlab.report.ticks import tick_label_overlaps
 
     rendered = []
-    save = figures._png
+    save = figures.png_bytes
 
     def checked(figure):
         png = save(figure)
         rendered.append(tick_label_overlaps(figure))
         return png
 
-    monkeypatch.setattr(figures, "_png", checked)
+    monkeypatch.setattr(figures, "png_bytes", checked)
     records, diagnostics = default_shaped_input(instability_record)
     spec = {
         "name": "default-shaped",
@@ -130,13 +130,13 @@ def test_stability_figure_of_an_old_store_says_it_lacks_the_instability(monkeypa
     # Stores written before the statistic hold {"spikes": n, "spike_steps": [...]}: readable,
     # not drawn (the count measured per-batch noise), and the caption says so in words.
     titles = []
-    save = figures._png
+    save = figures.png_bytes
 
     def keep_titles(figure):
         titles.extend(axes.get_title() for axes in figure.axes)
         return save(figure)
 
-    monkeypatch.setattr(figures, "_png", keep_titles)
+    monkeypatch.setattr(figures, "png_bytes", keep_titles)
     records, diagnostics = default_shaped_input(lambda r: {"spikes": 600, "spike_steps": [30]})
     figure = figures.stability(records, diagnostics, "norm")
     assert figure.png is not None and coloured_pixels(figure.png) > 500

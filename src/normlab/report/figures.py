@@ -51,7 +51,7 @@ class Figure:
     """Why the figure is left out: which spec key or option records its data."""
 
 
-def _png(figure: Any) -> bytes:
+def png_bytes(figure: Any) -> bytes:
     separate_tick_labels(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
@@ -107,7 +107,7 @@ def accuracy_vs_batch(cells: list[CellStats], compare: str) -> Figure:
         name,
         title,
         "Mean over seeds at each cell's selected lr; bands: 95% t-interval.",
-        _png(figure),
+        png_bytes(figure),
     )
 
 
@@ -166,7 +166,7 @@ def learning_curves(
         if axes[0][0].get_legend_handles_labels()[0]:
             axes[0][0].legend(fontsize=7)
     caption = "Mean over seeds at each cell's selected lr (cells of other factors overlaid)."
-    return Figure(name, title, caption, _png(figure))
+    return Figure(name, title, caption, png_bytes(figure))
 
 
 def statistics_gap(gaps: dict[int, dict[str, list[float]]]) -> Figure:
@@ -191,7 +191,7 @@ def statistics_gap(gaps: dict[int, dict[str, list[float]]]) -> Figure:
         axes.set_ylabel("test accuracy")
         axes.legend(fontsize=8)
     caption = "Same weights, three choices of normalization statistics (Wu & Johnson 2021)."
-    return Figure(name, title, caption, _png(figure))
+    return Figure(name, title, caption, png_bytes(figure))
 
 
 def batch_noise(noise: list[dict[str, Any]]) -> Figure:
@@ -220,7 +220,7 @@ def batch_noise(noise: list[dict[str, Any]]) -> Figure:
         "the independent-examples law, which i.i.d. batches follow by construction: a "
         "consistency check, not evidence about the model."
     )
-    return Figure(name, title, caption, _png(figure))
+    return Figure(name, title, caption, png_bytes(figure))
 
 
 def lr_sensitivity(cells: list[CellStats], compare: str) -> Figure:
@@ -253,7 +253,7 @@ def lr_sensitivity(cells: list[CellStats], compare: str) -> Figure:
             axis.set_title(f"batch size {size}" if size is not None else "", fontsize=8)
             axis.grid(False)
         figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
-    return Figure(name, title, "Blank: not tried. Diverged runs count as 0.", _png(figure))
+    return Figure(name, title, "Blank: not tried. Diverged runs count as 0.", png_bytes(figure))
 
 
 def stability(
@@ -340,7 +340,7 @@ def stability(
         )
     else:
         caption += f" Loss instability: recorded by {STABILITY_KEY}."
-    return Figure(name, title, caption, _png(figure))
+    return Figure(name, title, caption, png_bytes(figure))
 
 
 def _mean_instability(

@@ -39,6 +39,9 @@ def spec_toml(spec: dict[str, Any]) -> str:
     lines = ["[study]", f"name = {_value(spec['name'])}", f"seeds = {_value(spec['seeds'])}"]
     if "compare" in spec:
         lines.append(f"compare = {_value(spec['compare'])}")
+    # The protocol's keys (``protocol = "adaptive"``, ``tuning_seeds``, ``budget`` ...), stored
+    # under "study" as [study] spells them; None is a default (no budget) and is left out.
+    lines += [f"{k} = {_value(v)}" for k, v in spec.get("study", {}).items() if v is not None]
     lines += ["", "[run]"]
     for key, value in spec["base"].items():
         if key in SET_BY_PROTOCOL or key in factors or value is None:

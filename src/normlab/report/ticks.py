@@ -2,7 +2,7 @@
 
 A figure's tick labels depend on the study (how many batch sizes, levels, learning rates), so a
 layout that fits one study overlaps on another. :func:`separate_tick_labels` runs on every
-figure before it is saved (``figures._png``): it measures each label's box with the figure's own
+figure before it is saved (``figures.png_bytes``): it measures each label's box with the figure's own
 renderer and rotates the x labels of an axes whose labels overlap, 45 then 90 degrees.
 """
 

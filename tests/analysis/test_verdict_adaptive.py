@@ -1,0 +1,150 @@
+"""The adaptive verdict says, per context and comparison, what the evaluation seeds resolved,
+quoting the assessment's own repeated interval and adjusted p, and what more seeds would cost."""
+
+import re
+from types import SimpleNamespace
+
+import pytest
+from synthetic_records import adaptive_records
+
+from normlab.analysis.compare import cell_statistics
+from normlab.analysis.statistics import Interval
+from normlab.analysis.verdict_adaptive import adaptive_verdict, duration, progress
+
+DESIGN = SimpleNamespace(alpha=0.05, margin=0.01, max_seeds=20)
+MEANS = {
+    ("bn", 4): 0.80,
+    ("gn", 4): 0.90,
+    ("ln", 4): 0.85,
+    ("bn", 128): 0.95,
+    ("gn", 128): 0.95,
+    ("ln", 128): 0.949,
+}
+WALL = 30.0
+"""Seconds of one evaluation run: one evaluation seed of a context (3 norms) costs 90 s."""
+
+
+def assessment(mean, low, high, status, p=None, seeds=5, detectable=None, to_resolve=None):
+    return SimpleNamespace(
+        seeds=seeds,
+        mean=mean,
+        interval=Interval(low, high) if low is not None else None,
+        status=status,
+        p_value=p,
+        detectable=detectable if detectable is not None or low is None else (high - low) / 2,
+        seeds_to_resolve=to_resolve,
+    )
+
+
+def assessed(batch, alternative, a):
+    return SimpleNamespace(
+        context={"batch_size": batch}, baseline="bn", alternative=alternative, assessment=a
+    )
+
+
+def study(items, means=MEANS, rounds=(3, 2)):
+    records = adaptive_records(means, rounds=rounds, wall_time=WALL)
+    cells = cell_statistics(records)
+    return adaptive_verdict(cells, items, DESIGN, records, "norm", "bn")
+
+
+def test_a_significant_deficit_quotes_its_repeated_interval_and_adjusted_p():
+    result = study(
+        [
+            assessed(4, "gn", assessment(-0.10, -0.14, -0.06, "worse", p=0.002)),
+            assessed(4, "ln", assessment(-0.05, -0.09, -0.01, "worse", p=0.03)),
+            assessed(128, "gn", assessment(0.0, -0.006, 0.006, "equivalent", p=0.9)),
+            assessed(128, "ln", assessment(0.001, -0.005, 0.007, "equivalent", p=0.8)),
+        ]
+    )
+    text = result.paragraph
+    # Alternative - baseline, negated from the assessment's baseline - alternative interval.
+    assert (
+        "At batch size 4 (5 evaluation seeds in 2 round(s)), bn is significantly worse than gn, "
+        "10.0 points below it (gn - bn: repeated 95% CI 6.0 to 14.0, adjusted p = 0.002)"
+    ) in text
+    assert "significantly worse than ln, 5.0 points below it" in text
+    assert (
+        "equivalent to gn within ±1.0 points (bn - gn = 0.0 points, repeated 95% CI -0.6 to 0.6)"
+        in text
+    )
+    assert result.recommendation.startswith("Recommendation: at batch size 4 use gn")
+    assert "keep bn at batch size 128" in result.recommendation
+    assert result.switch_to == ("gn",)
+    assert "unresolved" not in text
+
+
+def test_an_open_comparison_states_its_detectable_effect_and_the_time_to_resolve_it():
+    result = study(
+        [
+            assessed(4, "gn", assessment(-0.012, -0.03, 0.006, "unresolved", p=0.4, to_resolve=11)),
+            assessed(4, "ln", assessment(-0.004, -0.02, 0.012, "unresolved", p=1.0)),
+            assessed(128, "gn", assessment(0.0, -0.006, 0.006, "equivalent", p=0.9)),
+            assessed(128, "ln", assessment(0.001, -0.005, 0.007, "equivalent", p=0.8)),
+        ]
+    )
+    text = result.paragraph
+    assert "unresolved against gn (bn - gn = -1.2 points, repeated 95% CI -3.0 to 0.6" in text
+    assert "the smallest difference 5 seeds could resolve is ±1.8 points" in text
+    # 11 - 5 = 6 more seeds, each training the context's 3 cells for 30 s: 540 s = 9 min.
+    assert "about 11 seeds would resolve it, 6 more: about 9 min of training" in text
+    assert "it would not resolve by max_seeds = 20" in text  # ln: no projection
+    # The context's time is not summed when one of its open comparisons cannot resolve.
+    assert "none of them is projected to resolve by max_seeds = 20" in text
+    assert "2 of 4 comparison(s) remain unresolved" in text
+    assert "undecided at batch size 4" in result.recommendation
+    assert result.switch_to == ()
+
+
+def test_a_larger_budget_buys_the_sum_over_open_contexts():
+    result = study(
+        [
+            assessed(4, "gn", assessment(-0.012, -0.03, 0.006, "unresolved", p=0.4, to_resolve=9)),
+            assessed(4, "ln", assessment(-0.05, -0.09, -0.01, "worse", p=0.01)),
+            assessed(128, "gn", assessment(0.003, -0.009, 0.015, "unresolved", p=1, to_resolve=7)),
+            assessed(128, "ln", assessment(0.001, -0.005, 0.007, "equivalent", p=0.8)),
+        ]
+    )
+    # Context 4: 4 more seeds x 90 s; context 128: 2 x 90 s; together 540 s.
+    assert "about 9 min more of training in 2 context(s)" in result.paragraph
+    assert result.recommendation.startswith("Recommendation: at batch size 4 use ln")
+    assert "undecided at batch size 128" in result.recommendation
+
+
+def test_fewer_than_three_seeds_are_never_called_significant():
+    result = study(
+        [assessed(4, "gn", assessment(-0.1, None, None, "unresolved", seeds=2, detectable=None))],
+        means={("bn", 4): 0.8, ("gn", 4): 0.9},
+        rounds=(2,),
+    )
+    assert "no repeated 95% CI: fewer than 3 evaluation seeds" in result.paragraph
+    assert "significantly" not in result.paragraph
+
+
+def test_progress_counts_rounds_and_seconds_per_evaluation_seed():
+    records = adaptive_records(MEANS, rounds=(3, 2, 2), wall_time=WALL)
+    done = progress(records, {"batch_size": 4}, "norm")
+    assert done.rounds == 3
+    assert done.seconds_per_seed == pytest.approx(3 * WALL)
+    # Tuning runs (wall_time 1.0 in the synthetic records) do not count.
+    assert progress([r for r in records if r["role"] == "tune"], {"batch_size": 4}, "norm") == (
+        type(done)(0, None)
+    )
+
+
+def test_remedies_that_keep_bn_are_offered_where_bn_loses():
+    means = {("bn", 4): 0.80, ("gn", 4): 0.90, ("brn", 4): 0.90}
+    result = study(
+        [
+            assessed(4, "gn", assessment(-0.10, -0.14, -0.06, "worse", p=0.002)),
+            assessed(4, "brn", assessment(-0.10, -0.14, -0.06, "worse", p=0.002)),
+        ],
+        means=means,
+    )
+    assert "Remedies that keep BN there, against gn" in result.paragraph
+    assert re.search(r"brn -?0\.\d points \(TOST", result.paragraph)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(45, "45 s"), (540, "9 min"), (3 * 3600, "3.0 h")])
+def test_duration(seconds, text):
+    assert duration(seconds) == text
