@@ -2,16 +2,18 @@
 quoting the assessment's own repeated interval and adjusted p, and what more seeds would cost."""
 
 import re
-from types import SimpleNamespace
+from dataclasses import replace
 
 import pytest
 from synthetic_records import adaptive_records
 
+from normlab.analysis.adaptive import AssessedComparison, assess_study
 from normlab.analysis.compare import cell_statistics
+from normlab.analysis.sequential import Assessment, SequentialDesign
 from normlab.analysis.statistics import Interval
-from normlab.analysis.verdict_adaptive import adaptive_verdict, duration, progress
+from normlab.analysis.verdict_adaptive import adaptive_verdict, duration, seconds_per_seed
 
-DESIGN = SimpleNamespace(alpha=0.05, margin=0.01, max_seeds=20)
+DESIGN = SequentialDesign(comparisons=4)
 MEANS = {
     ("bn", 4): 0.80,
     ("gn", 4): 0.90,
@@ -25,7 +27,9 @@ WALL = 30.0
 
 
 def assessment(mean, low, high, status, p=None, seeds=5, detectable=None, to_resolve=None):
-    return SimpleNamespace(
+    """An assessment as :func:`normlab.analysis.sequential.assess` returns one, with chosen
+    numbers (the verdict's wording is under test here, not the statistics)."""
+    return Assessment(
         seeds=seeds,
         mean=mean,
         interval=Interval(low, high) if low is not None else None,
@@ -36,10 +40,8 @@ def assessment(mean, low, high, status, p=None, seeds=5, detectable=None, to_res
     )
 
 
-def assessed(batch, alternative, a):
-    return SimpleNamespace(
-        context={"batch_size": batch}, baseline="bn", alternative=alternative, assessment=a
-    )
+def assessed(batch, alternative, a, rounds=2):
+    return AssessedComparison({"batch_size": batch}, "bn", alternative, a, rounds)
 
 
 def study(items, means=MEANS, rounds=(3, 2)):
@@ -121,15 +123,12 @@ def test_fewer_than_three_seeds_are_never_called_significant():
     assert "significantly" not in result.paragraph
 
 
-def test_progress_counts_rounds_and_seconds_per_evaluation_seed():
+def test_seconds_per_evaluation_seed_sum_the_cells_of_a_context():
     records = adaptive_records(MEANS, rounds=(3, 2, 2), wall_time=WALL)
-    done = progress(records, {"batch_size": 4}, "norm")
-    assert done.rounds == 3
-    assert done.seconds_per_seed == pytest.approx(3 * WALL)
+    assert seconds_per_seed(records, {"batch_size": 4}, "norm") == pytest.approx(3 * WALL)
     # Tuning runs (wall_time 1.0 in the synthetic records) do not count.
-    assert progress([r for r in records if r["role"] == "tune"], {"batch_size": 4}, "norm") == (
-        type(done)(0, None)
-    )
+    tuning = [r for r in records if r["role"] == "tune"]
+    assert seconds_per_seed(tuning, {"batch_size": 4}, "norm") is None
 
 
 def test_remedies_that_keep_bn_are_offered_where_bn_loses():
@@ -148,3 +147,42 @@ def test_remedies_that_keep_bn_are_offered_where_bn_loses():
 @pytest.mark.parametrize(("seconds", "text"), [(45, "45 s"), (540, "9 min"), (3 * 3600, "3.0 h")])
 def test_duration(seconds, text):
     assert duration(seconds) == text
+
+
+def judged(means, rounds=(3, 3), noise=0.004):
+    records = adaptive_records(means, rounds=rounds, noise=noise, wall_time=WALL)
+    design = SequentialDesign()
+    items = assess_study(records, design, "bn")
+    design = replace(design, comparisons=len(items))
+    cells = cell_statistics(records)
+    return items, adaptive_verdict(cells, items, design, records, "norm", "bn")
+
+
+def test_assessed_records_a_planted_deficit_is_called_with_its_own_interval():
+    items, result = judged({("bn", 4): 0.80, ("gn", 4): 0.90, ("ln", 4): 0.85})
+    gn = next(i for i in items if i.alternative == "gn")
+    assert gn.assessment.status == "worse" and gn.assessment.seeds == 6
+    low, high = gn.assessment.interval.negated().low, gn.assessment.interval.negated().high
+    assert (
+        f"significantly worse than gn, {100 * -gn.assessment.mean:.1f} points below it "
+        f"(gn - bn: repeated 95% CI {100 * low:.1f} to {100 * high:.1f}, "
+        f"adjusted p = {gn.assessment.p_value:.2g})"
+    ) in result.paragraph
+    assert "6 evaluation seeds in 2 round(s)" in result.paragraph
+    assert result.recommendation.startswith("Recommendation: at batch size 4 use gn")
+    for item in items:  # the interval the verdict quotes and the test agree
+        a = item.assessment
+        assert (a.interval.low > 0 or a.interval.high < 0) == (a.p_value < DESIGN.alpha)
+
+
+def test_assessed_records_without_a_difference_are_never_significant():
+    seen = set()
+    for seed_noise in (0.002, 0.02):
+        items, result = judged(
+            {("bn", 4): 0.95, ("gn", 4): 0.95, ("bn", 8): 0.95, ("gn", 8): 0.95}, noise=seed_noise
+        )
+        assert {i.assessment.status for i in items} <= {"equivalent", "unresolved"}
+        assert "significantly" not in result.paragraph and result.switch_to == ()
+        seen |= {i.assessment.status for i in items}
+    # Consistent seeds show equivalence; noisy ones leave it open: both wordings are exercised.
+    assert seen == {"equivalent", "unresolved"}

@@ -23,40 +23,29 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .adaptive import AssessedComparison
 from .caveats import context_where as _where
 from .caveats import diverged_cells, divergence_sentence, saturation, saturation_sentence
 from .compare import CellStats
 from .decomposition import gain_interval, precise_gain
 from .remedies import Remedy, best_remedy, keeps_bn, rank_remedies, remedy_sentence
+from .sequential import Assessment, SequentialDesign
 from .summary import EVALUATE, FINISHED, cell_key, full_cell
 from .verdict import Verdict
 from .wording import points
-
-if TYPE_CHECKING:
-    from .adaptive import AssessedComparison
-    from .sequential import SequentialDesign
 
 STATUSES = ("worse", "better", "equivalent", "unresolved")
 """Assessment states, in the order a context's sentence lists them."""
 
 
-@dataclass(frozen=True)
-class Progress:
-    """How far one context's evaluation went, from its records."""
-
-    rounds: int
-    """Evaluation rounds with a finished run in the context."""
-    seconds_per_seed: float | None
-    """Wall time of one evaluation seed of the context: the sum over its cells of the mean
-    ``wall_time`` of their finished evaluation runs (None before any)."""
-
-
-def progress(records: list[dict[str, Any]], context: dict[str, Any], compare: str) -> Progress:
-    """Rounds and wall time per evaluation seed of the cells of ``context``."""
-    rounds: set[int] = set()
+def seconds_per_seed(
+    records: list[dict[str, Any]], context: dict[str, Any], compare: str
+) -> float | None:
+    """Wall time of one evaluation seed of ``context``: the sum over its cells of the mean
+    ``wall_time`` of their finished evaluation runs (one seed trains every cell of the context);
+    None before any."""
     times: dict[str, list[float]] = defaultdict(list)
     for record in records:
         cell = full_cell(record)
@@ -64,11 +53,9 @@ def progress(records: list[dict[str, Any]], context: dict[str, Any], compare: st
             continue
         if {k: v for k, v in cell.items() if k in context} != context or compare not in cell:
             continue
-        rounds.add(int(record.get("round") or 0))
         if record.get("wall_time") is not None:
             times[cell_key(cell)].append(float(record["wall_time"]))
-    per_seed = sum(statistics.fmean(t) for t in times.values()) if times else None
-    return Progress(len(rounds), per_seed)
+    return sum(statistics.fmean(t) for t in times.values()) if times else None
 
 
 def duration(seconds: float) -> str:
@@ -80,7 +67,7 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def repeated(assessment: Any, alpha: float, negate: bool = False) -> str:
+def repeated(assessment: Assessment, alpha: float, negate: bool = False) -> str:
     """``repeated 95% CI -22.0 to -0.7`` (negated: alternative - baseline), or why none."""
     label = f"repeated {100 * (1 - alpha):g}% CI"
     if assessment.interval is None:
@@ -91,7 +78,7 @@ def repeated(assessment: Any, alpha: float, negate: bool = False) -> str:
     return f"{label} {points(ci.low)} to {points(ci.high)}"
 
 
-def adjusted_p(assessment: Any) -> str:
+def adjusted_p(assessment: Assessment) -> str:
     if assessment.p_value is None:
         return "no test: fewer than 3 evaluation seeds"
     return f"adjusted p = {assessment.p_value:.2g}"
@@ -117,6 +104,8 @@ def comparison_clause(
             f"equivalent to {alt} within ±{points(design.margin)} points ({base} - {alt} = "
             f"{points(a.mean)} points, {repeated(a, design.alpha)})"
         )
+    if a.mean is None:
+        return f"unresolved against {alt} (no evaluation seed of both has finished yet)"
     text = f"unresolved against {alt} ({base} - {alt} = {points(a.mean)} points, "
     text += f"{repeated(a, design.alpha)}"
     if a.detectable is not None:
@@ -127,7 +116,9 @@ def comparison_clause(
     return text + f"; {_outlook(a, design, seconds_per_seed)})"
 
 
-def _outlook(assessment: Any, design: SequentialDesign, seconds_per_seed: float | None) -> str:
+def _outlook(
+    assessment: Assessment, design: SequentialDesign, seconds_per_seed: float | None
+) -> str:
     missing = _missing_seeds(assessment)
     if missing is None:
         return (
@@ -142,7 +133,7 @@ def _outlook(assessment: Any, design: SequentialDesign, seconds_per_seed: float 
     return text
 
 
-def _missing_seeds(assessment: Any) -> int | None:
+def _missing_seeds(assessment: Assessment) -> int | None:
     if assessment.seeds_to_resolve is None:
         return None
     return max(0, assessment.seeds_to_resolve - assessment.seeds)
@@ -188,13 +179,14 @@ def adaptive_verdict(
     open_seconds: dict[str, float] = {}
     for key, items in by_context.items():
         items = sorted(
-            items, key=lambda i: (STATUSES.index(i.assessment.status), i.assessment.mean)
+            items, key=lambda i: (STATUSES.index(i.assessment.status), i.assessment.mean or 0.0)
         )
         where = _where(items[0].context) or "the study's setting"
-        done = progress(records, items[0].context, compare)
+        per_seed = seconds_per_seed(records, items[0].context, compare)
         seeds = max(i.assessment.seeds for i in items)
-        clauses = [comparison_clause(i, design, done.seconds_per_seed) for i in items]
-        head = f"At {where} ({seeds} evaluation seeds in {done.rounds} round(s)), {baseline} is "
+        rounds = max(i.rounds for i in items)
+        clauses = [comparison_clause(i, design, per_seed) for i in items]
+        head = f"At {where} ({seeds} evaluation seeds in {rounds} round(s)), {baseline} is "
         if key in saturated:
             head = f"At {where} (saturated: no evidence either way), {baseline} is "
         sentences.append(head + "; ".join(clauses) + ".")
@@ -214,8 +206,8 @@ def adaptive_verdict(
         missing = [
             _missing_seeds(i.assessment) for i in items if i.assessment.status == "unresolved"
         ]
-        if missing and None not in missing and done.seconds_per_seed is not None:
-            open_seconds[key] = max(missing) * done.seconds_per_seed
+        if missing and None not in missing and per_seed is not None:
+            open_seconds[key] = max(missing) * per_seed
     open_count = sum(i.assessment.status == "unresolved" for i in assessed)
     if open_count:
         sentences.append(_open_sentence(open_count, len(assessed), open_seconds, design))

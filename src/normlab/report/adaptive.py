@@ -6,7 +6,8 @@ equivalence band. Pure functions of the stored spec dict, the records and the as
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from dataclasses import fields
+from typing import Any
 
 import matplotlib
 
@@ -14,17 +15,15 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
+from normlab.analysis.adaptive import AssessedComparison  # noqa: E402
 from normlab.analysis.caveats import context_where  # noqa: E402
+from normlab.analysis.sequential import SequentialDesign  # noqa: E402
 from normlab.analysis.summary import EVALUATE, TUNE  # noqa: E402
-from normlab.analysis.verdict_adaptive import duration, progress  # noqa: E402
+from normlab.analysis.verdict_adaptive import duration  # noqa: E402
 from normlab.analysis.wording import points  # noqa: E402
 
 from .figures import STYLE, Figure, png_bytes  # noqa: E402
 from .tables import Table  # noqa: E402
-
-if TYPE_CHECKING:
-    from normlab.analysis.adaptive import AssessedComparison
-    from normlab.analysis.sequential import SequentialDesign
 
 STATUS_COLOURS = {
     "worse": "tab:red",
@@ -43,21 +42,50 @@ def budget_seconds(text: Any) -> float | None:
     return float(sum(float(n) * _UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([hms])", text)))
 
 
+SPENDING = {
+    "pocock": "Pocock-type alpha spending, f(t) = a ln(1 + (e - 1) t)",
+    "obrien-fleming": "O'Brien-Fleming-type alpha spending, f(t) = 2 - 2 Phi(z_(1-a/2) / sqrt(t))",
+}
+"""How each spending function of :mod:`normlab.analysis.sequential` reads in the report."""
+
+
+def design_of(spec: dict[str, Any], records: list[dict[str, Any]]) -> SequentialDesign | None:
+    """The sequential design of an adaptive study, rebuilt from the stored spec's ``study``
+    keys (``first_round``, ``round_seeds``, ``max_seeds``, ``alpha``, ``margin`` ...; the
+    design's defaults for any not stored); None for a fixed-protocol study. A study is adaptive
+    when its spec says ``protocol = "adaptive"`` or its runs carry tuning or evaluation roles."""
+    study = spec.get("study") or {}
+    roles = any(r.get("role") in (TUNE, EVALUATE) for r in records)
+    if study.get("protocol", "adaptive" if roles else "fixed") != "adaptive":
+        return None
+    names = {f.name for f in fields(SequentialDesign)} - {"comparisons"}
+    return SequentialDesign(**{k: v for k, v in study.items() if k in names and v is not None})
+
+
+def method(design: SequentialDesign) -> str:
+    """The sequential method in one sentence (``analysis/sequential.py``'s docstring states it
+    with its references)."""
+    looks = ", ".join(str(n) for n in design.looks())
+    return (
+        f"repeated confidence intervals (Jennison & Turnbull 1989) at the looks of {looks} "
+        f"evaluation seeds, with {SPENDING.get(design.spending, design.spending)} over the looks "
+        "(Lan & DeMets 1983; union bound), Bonferroni over the study's comparisons, Student t "
+        "quantiles, and a spread floored at one test example (`analysis/sequential.py`)."
+    )
+
+
 def protocol_lines(
     study: dict[str, Any],
     design: SequentialDesign,
-    method: str,
     records: list[dict[str, Any]],
     legs: list[float],
     assessed: list[AssessedComparison],
-    compare: str,
 ) -> list[str]:
     """The protocol section's lines about the adaptive protocol (``study``: the spec's
-    ``[study]`` table as stored; ``method``: the sequential method, as
-    :mod:`normlab.analysis.sequential` names it)."""
+    ``[study]`` table as stored)."""
     tuning = study.get("tuning_seeds", 2)
     seeds_per_context = sorted({a.assessment.seeds for a in assessed})
-    rounds = sorted({progress(records, a.context, compare).rounds for a in assessed})
+    rounds = sorted({a.rounds for a in assessed})
     ran = (
         f"; this study ran {_span(rounds)} round(s) and {_span(seeds_per_context)} evaluation "
         "seeds per context"
@@ -77,7 +105,7 @@ def protocol_lines(
         f"{design.alpha:g}), equivalent when the interval lies inside ±{points(design.margin)} "
         "points (two one-sided tests at the same level), otherwise unresolved; its detectable "
         "effect is the interval's half-width.",
-        f"Sequential error control: {method} The family-wise error rate {design.alpha:g} holds "
+        f"Sequential error control: {method(design)} The family-wise error rate {design.alpha:g} holds "
         f"over every look and the study's {len(assessed)} comparison(s), however the rounds "
         "stopped.",
         _budget_line(study.get("budget"), legs, records),
@@ -103,12 +131,7 @@ def _budget_line(budget: Any, legs: list[float], records: list[dict[str, Any]]) 
     )
 
 
-def assessed_table(
-    assessed: list[AssessedComparison],
-    design: SequentialDesign,
-    records: list[dict[str, Any]],
-    compare: str,
-) -> Table:
+def assessed_table(assessed: list[AssessedComparison], design: SequentialDesign) -> Table:
     """One row per comparison: difference, repeated interval and adjusted p (the interval
     excludes 0 exactly when p < alpha), status, detectable effect, seeds, rounds, and the seeds
     the design projects would resolve an open one."""
@@ -144,7 +167,7 @@ def assessed_table(
                 _status(a.status, item.baseline),
                 points(a.detectable) if a.detectable is not None else "—",
                 str(a.seeds),
-                str(progress(records, item.context, compare).rounds),
+                str(item.rounds),
                 to_resolve,
             ]
         )

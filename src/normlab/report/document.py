@@ -11,12 +11,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from normlab.analysis.adaptive import AssessedComparison, assess_study
 from normlab.analysis.compare import CellStats, Comparison, cell_statistics, compare_cells
 from normlab.analysis.summary import NOT_EVALUATED, TUNE, CellSummary, cell_key, full_cell
 from normlab.analysis.verdict import Verdict, adjusted, points, unadjusted, verdict
+from normlab.analysis.verdict_adaptive import adaptive_verdict
 from normlab.keras.equivalents import keras_layer
 
 from . import figures
+from .adaptive import assessed_table, design_of, intervals_figure, protocol_lines
 from .tables import Table, lr_range_table, statistics_gap_table
 
 
@@ -166,7 +169,17 @@ def build_report(study: StudyInput) -> Report:
     cells = cell_statistics(study.records, compare)
     comparisons = compare_cells(cells, baseline)
     gaps_by_cell, gaps_by_size = _gaps(cells, study, baseline)
-    result = verdict(cells, comparisons, compare, baseline, gaps=gaps_by_cell)
+    design = design_of(study.spec, study.records)
+    assessed: list[AssessedComparison] = []
+    if design is None:
+        result = verdict(cells, comparisons, compare, baseline, gaps=gaps_by_cell)
+    else:
+        # The adaptive protocol judges its comparisons sequentially, over evaluation seeds.
+        assessed = assess_study(study.records, design, baseline, compare)
+        design = replace(design, comparisons=max(1, len(assessed)))
+        result = adaptive_verdict(
+            cells, assessed, design, study.records, compare, baseline, gaps=gaps_by_cell
+        )
     if compare == "norm" and _from_keras(study.records):
         result = replace(result, recommendation=_in_keras_terms(result, study.records))
     noise = [d["noise"] for d in study.diagnostics.values() if "noise" in d]
@@ -179,7 +192,13 @@ def build_report(study: StudyInput) -> Report:
         figures.stability(study.records, study.diagnostics, compare),
     ]
     tables = main_tables(cells, compare)
-    if comparisons:
+    protocol = _protocol(study.spec, adaptive=design is not None)
+    if design is not None:
+        figure_list.insert(0, intervals_figure(assessed, design))
+        tables.append(assessed_table(assessed, design))
+        study_keys = study.spec.get("study") or {}
+        protocol += protocol_lines(study_keys, design, study.records, study.legs, assessed)
+    elif comparisons:
         tables.append(comparison_table(comparisons))
     summaries = [cell.summary for cell in cells]
     extra = [statistics_gap_table(summaries, _batch_statistics_norms(study.records))]
@@ -196,7 +215,7 @@ def build_report(study: StudyInput) -> Report:
         tables=tables,
         figures=figure_list,
         notes=_notes(cells, study.spec),
-        protocol=_protocol(study.spec),
+        protocol=protocol,
         runs=_runs(study, summaries),
         reproduction=study,
     )
@@ -250,7 +269,7 @@ def _notes(cells: list[CellStats], spec: dict[str, Any]) -> list[str]:
     return notes
 
 
-def _protocol(spec: dict[str, Any]) -> list[str]:
+def _protocol(spec: dict[str, Any], adaptive: bool = False) -> list[str]:
     base, lr = spec["base"], spec["lr"]
     budget = (
         f"{base['steps']} optimizer steps per run"
@@ -263,11 +282,15 @@ def _protocol(spec: dict[str, Any]) -> list[str]:
     }.get(
         lr["mode"], "tuned per cell on validation accuracy over a log grid, extended past an edge"
     )
-    return [
+    lines = [
         f"Data: `{base['dataset']}`, fixed stratified train / val / test split; val selects, "
         "test reports.",
         f"Model: `{base.get('model', 'resnet')}`; {budget}; optimizer {base['optimizer']}.",
         f"Learning rate: {lr_text}.",
+    ]
+    if adaptive:
+        return lines  # seeds and statistics: the adaptive protocol's lines follow
+    return lines + [
         f"Seeds: {len(spec['seeds'])} (seed s gives every cell the same data order: paired).",
         "Statistics: paired t-tests by seed (an exact sign-flip test when the differences are "
         "identical; none below 3 seeds), Holm-corrected; 95% t-intervals, and Holm-adjusted ones "

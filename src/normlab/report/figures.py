@@ -77,6 +77,8 @@ def accuracy_vs_batch(cells: list[CellStats], compare: str) -> Figure:
         return Figure(
             name, title, "", missing="needs two batch sizes or more: [factors] batch_size"
         )
+    if not any(c.mean for c in cells):
+        return Figure(name, title, "", missing="no cell has a finished (evaluation) run yet")
     with plt.rc_context(STYLE):
         figure, axes = plt.subplots()
         colours = _colours(_labels(cells))
