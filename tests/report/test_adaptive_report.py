@@ -141,6 +141,7 @@ def test_an_adaptive_study_reports_its_protocol_statuses_and_figure(tmp_path):
     _, tables = terminal_summary(report)
     assert all(not t.title.startswith("Paired") for t in tables)
     assert "0.80" in tables[0].rows[0][1] and "0.60" not in tables[0].rows[0][1]
+    assert "(chosen on tuning seeds), over evaluation seeds" in tables[0].title
 
 
 def test_a_study_whose_evaluation_has_not_started_reports_no_claim():

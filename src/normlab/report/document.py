@@ -85,8 +85,9 @@ def cell_label(cell: CellStats) -> str:
     return text
 
 
-def main_tables(cells: list[CellStats], compare: str) -> list[Table]:
-    """Rows: levels of the compared factor; columns: batch sizes; one table per other context."""
+def main_tables(cells: list[CellStats], compare: str, adaptive: bool = False) -> list[Table]:
+    """Rows: levels of the compared factor; columns: batch sizes; one table per other context
+    (``adaptive``: the accuracies are over evaluation seeds, the lr chosen on tuning seeds)."""
     groups: dict[str, list[CellStats]] = defaultdict(list)
     for cell in cells:
         rest = {k: v for k, v in cell.context.items() if k != "batch_size"}
@@ -102,9 +103,10 @@ def main_tables(cells: list[CellStats], compare: str) -> list[Table]:
             for label in dict.fromkeys(c.label for c in members)
         ]
         where = ", ".join(f"{k}={v}" for k, v in rest.items())
-        title = "Test accuracy: mean [95% t-interval] at the selected lr" + (
-            f" ({where})" if where else ""
-        )
+        title = "Test accuracy: mean [95% t-interval] at the selected lr"
+        if adaptive:
+            title += " (chosen on tuning seeds), over evaluation seeds"
+        title += f" ({where})" if where else ""
         tables.append(Table(title, header, rows))
     return tables
 
@@ -191,7 +193,7 @@ def build_report(study: StudyInput) -> Report:
         figures.lr_sensitivity(cells, compare),
         figures.stability(study.records, study.diagnostics, compare),
     ]
-    tables = main_tables(cells, compare)
+    tables = main_tables(cells, compare, adaptive=design is not None)
     protocol = _protocol(study.spec, adaptive=design is not None)
     if design is not None:
         figure_list.insert(0, intervals_figure(assessed, design))
