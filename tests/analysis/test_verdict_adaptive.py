@@ -11,6 +11,7 @@ from normlab.analysis.adaptive import AssessedComparison, assess_study
 from normlab.analysis.compare import cell_statistics
 from normlab.analysis.sequential import Assessment, SequentialDesign
 from normlab.analysis.statistics import Interval
+from normlab.analysis.summary import cell_key
 from normlab.analysis.verdict_adaptive import adaptive_verdict, duration, seconds_per_seed
 
 DESIGN = SequentialDesign(comparisons=4)
@@ -186,3 +187,23 @@ def test_assessed_records_without_a_difference_are_never_significant():
         seen |= {i.assessment.status for i in items}
     # Consistent seeds show equivalence; noisy ones leave it open: both wordings are exercised.
     assert seen == {"equivalent", "unresolved"}
+
+
+def test_a_deficit_is_decomposed_by_precisebn_over_evaluation_seeds():
+    records = adaptive_records({("bn", 4): 0.80, ("gn", 4): 0.90}, rounds=(3,), wall_time=WALL)
+    cells = cell_statistics(records)
+    bn = next(c for c in cells if c.label == "bn")
+    # PreciseBN recovers 3 points on every evaluation seed; tuning seeds' records are not read.
+    gaps = {
+        seed: {"running_acc": acc, "precise_acc": acc + 0.03, "batch_acc": acc + 0.05}
+        for seed, acc in bn.test_by_seed.items()
+    }
+    gaps[1000] = {"running_acc": 0.0, "precise_acc": 1.0, "batch_acc": 1.0}
+    item = assessed(4, "gn", assessment(-0.10, -0.14, -0.06, "worse", p=0.002, seeds=3), 1)
+    result = adaptive_verdict(
+        cells, [item], DESIGN, records, "norm", "bn", gaps={cell_key(bn.summary.cell): gaps}
+    )
+    assert (
+        "PreciseBN recalibration of bn's runs changes its accuracy by +3.0 points (PreciseBN - "
+        "EMA, paired over 3 evaluation seeds"
+    ) in result.paragraph
