@@ -43,8 +43,8 @@ def budget_seconds(text: Any) -> float | None:
 
 
 SPENDING = {
-    "pocock": "Pocock-type alpha spending, f(t) = a ln(1 + (e - 1) t)",
-    "obrien-fleming": "O'Brien-Fleming-type alpha spending, f(t) = 2 - 2 Phi(z_(1-a/2) / sqrt(t))",
+    "pocock": "Pocock-type alpha spending (f(t) = a ln(1 + (e - 1) t))",
+    "obrien-fleming": "O'Brien-Fleming-type alpha spending (f(t) = 2 - 2 Phi(z_(1-a/2) / sqrt(t)))",
 }
 """How each spending function of :mod:`normlab.analysis.sequential` reads in the report."""
 
