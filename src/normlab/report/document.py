@@ -285,7 +285,10 @@ def _protocol(spec: dict[str, Any], adaptive: bool = False) -> list[str]:
         lr["mode"], "tuned per cell on validation accuracy over a log grid, extended past an edge"
     )
     if adaptive and lr["mode"] == "tuned":
-        lr_text = "tuned per cell on its tuning seeds' validation accuracy over a log grid"
+        lr_text = (
+            "tuned per cell on its tuning seeds' validation accuracy over a log grid, extended "
+            "past an edge"
+        )
     lines = [
         f"Data: `{base['dataset']}`, fixed stratified train / val / test split; val selects, "
         "test reports.",
