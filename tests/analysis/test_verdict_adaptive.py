@@ -45,8 +45,8 @@ def assessed(batch, alternative, a, rounds=2):
     return AssessedComparison({"batch_size": batch}, "bn", alternative, a, rounds)
 
 
-def study(items, means=MEANS, rounds=(3, 2)):
-    records = adaptive_records(means, rounds=rounds, wall_time=WALL)
+def study(items, means=MEANS, rounds=(3, 2), noise=0.004):
+    records = adaptive_records(means, rounds=rounds, wall_time=WALL, noise=noise)
     cells = cell_statistics(records)
     return adaptive_verdict(cells, items, DESIGN, records, "norm", "bn")
 
@@ -207,3 +207,19 @@ def test_a_deficit_is_decomposed_by_precisebn_over_evaluation_seeds():
         "PreciseBN recalibration of bn's runs changes its accuracy by +3.0 points (PreciseBN - "
         "EMA, paired over 3 evaluation seeds"
     ) in result.paragraph
+
+
+def test_a_saturated_context_is_named_first_and_recommends_nothing_there():
+    means = {("bn", 4): 0.999, ("gn", 4): 0.998, ("bn", 8): 0.80, ("gn", 8): 0.90}
+    result = study(
+        [
+            assessed(4, "gn", assessment(0.001, -0.004, 0.006, "equivalent", p=1.0)),
+            assessed(8, "gn", assessment(-0.10, -0.14, -0.06, "worse", p=0.002)),
+        ],
+        means=means,
+        noise=0.0005,  # every run of batch size 4 stays at or above 99.5%
+    )
+    saturated = next(s for s in result.sentences if "reaches the ceiling" in s)
+    assert saturated.startswith("At batch size 4, every level of norm reaches the ceiling")
+    assert "At batch size 4 (saturated: no evidence either way)" in result.paragraph
+    assert result.recommendation == "Recommendation: at batch size 8 use gn."
