@@ -44,8 +44,8 @@ def seconds_per_seed(
     records: list[dict[str, Any]], context: dict[str, Any], compare: str
 ) -> float | None:
     """Wall time of one evaluation seed of ``context``: the sum over its cells of the mean
-    ``wall_time`` of their finished evaluation runs (one seed trains every cell of the context);
-    None before any."""
+    ``wall_time`` of their finished evaluation runs (one seed trains every cell of the context;
+    a packed run's ``wall_time`` is its share of the pack); None before any."""
     times: dict[str, list[float]] = defaultdict(list)
     for record in records:
         cell = full_cell(record)
@@ -174,7 +174,8 @@ def adaptive_verdict(
     for cell in diverged_cells(cells):
         if cell_key(cell.context) in by_context:
             sentences.append(divergence_sentence(cell, _where(cell.context) or "every context"))
-    outcome: dict[str, str] = {}
+    # Context key -> ("switch", the alternative to use) or ("keep" | "open" | "saturated", None).
+    outcome: dict[str, tuple[str, str | None]] = {}
     remedies: dict[str, Remedy] = {}
     open_seconds: dict[str, float] = {}
     for key, items in by_context.items():
@@ -191,18 +192,18 @@ def adaptive_verdict(
             head = f"At {where} (saturated: no evidence either way), {baseline} is "
         sentences.append(head + "; ".join(clauses) + ".")
         if key in saturated:
-            outcome[key] = "saturated"
+            outcome[key] = ("saturated", None)
             continue
         worse = [i for i in items if i.assessment.status == "worse"]
         if worse:
-            outcome[key] = worse[0].alternative  # the largest significant deficit
+            outcome[key] = ("switch", worse[0].alternative)  # the largest significant deficit
             sentences += _deficit_sentences(
                 worse[0], members_of[key], baseline, compare, gaps, design, remedies
             )
         elif all(i.assessment.status in ("better", "equivalent") for i in items):
-            outcome[key] = "keep"
+            outcome[key] = ("keep", None)
         else:
-            outcome[key] = "open"
+            outcome[key] = ("open", None)
         missing = [
             _missing_seeds(i.assessment) for i in items if i.assessment.status == "unresolved"
         ]
@@ -212,11 +213,8 @@ def adaptive_verdict(
     if open_count:
         sentences.append(_open_sentence(open_count, len(assessed), open_seconds, design))
     recommendation = _recommend(by_context, outcome, remedies, baseline, compare, design)
-    switch_to = tuple(dict.fromkeys(v for v in outcome.values() if v not in _STATES))
+    switch_to = tuple(dict.fromkeys(alt for kind, alt in outcome.values() if kind == "switch"))
     return Verdict(tuple(sentences), recommendation, switch_to)
-
-
-_STATES = ("keep", "open", "saturated")
 
 
 def _design_sentence(design: SequentialDesign, comparisons: int) -> str:
@@ -286,7 +284,7 @@ def _open_sentence(
 
 def _recommend(
     by_context: dict[str, list[AssessedComparison]],
-    outcome: dict[str, str],
+    outcome: dict[str, tuple[str, str | None]],
     remedies: dict[str, Remedy],
     baseline: str,
     compare: str,
@@ -296,8 +294,8 @@ def _recommend(
         return "; ".join(_where(by_context[k][0].context) or "the study's setting" for k in keys)
 
     parts = []
-    for key, value in outcome.items():
-        if value in _STATES:
+    for key, (kind, value) in outcome.items():
+        if kind != "switch":
             continue
         part = f"at {where([key])} use {value}"
         if compare == "norm" and keeps_bn(value):
@@ -309,10 +307,10 @@ def _recommend(
                 "points"
             )
         parts.append(part)
-    keep = [k for k, v in outcome.items() if v == "keep"]
+    keep = [k for k, (kind, _) in outcome.items() if kind == "keep"]
     if keep:
         parts.append(f"keep {baseline} at {where(keep)} (as good as every alternative or better)")
-    still = [k for k, v in outcome.items() if v == "open"]
+    still = [k for k, (kind, _) in outcome.items() if kind == "open"]
     if still:
         parts.append(f"undecided at {where(still)}: no significant deficit yet, not all resolved")
     if not parts:
