@@ -215,7 +215,7 @@ def intervals_figure(assessed: list[AssessedComparison], design: SequentialDesig
                 f"{item.baseline} - {item.alternative}" + (f" ({where})" if where else "")
             )
         axis.set_yticks(range(len(shown)), labels)
-        axis.invert_yaxis()
+        axis.set_ylim(len(shown) - 0.5, -0.5)  # first comparison on top, half a row of margin
         axis.set_xlabel("difference in test accuracy (points)")
     caption = (
         f"Repeated {100 * (1 - design.alpha):g}% intervals of baseline - alternative over the "
