@@ -23,10 +23,17 @@ from fractions import Fraction
 from typing import Any
 
 from .sequential import Assessment, SequentialDesign, assess
-from .summary import DIVERGED_ACCURACY, cell_key, context, full_cell, summarize, variant
+from .summary import (
+    DIVERGED_ACCURACY,
+    EVALUATE,
+    TUNE,
+    cell_key,
+    context,
+    full_cell,
+    summarize,
+    variant,
+)
 
-TUNE = "tune"
-EVALUATE = "eval"
 MAX_TEST_EXAMPLES = 10**7
 """Largest test split :func:`resolution` considers (accuracies are counts over it)."""
 
