@@ -15,7 +15,6 @@ measures the real one, and the report gives the measured detectable effect).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from normlab.analysis.summary import cell_key, context
@@ -97,11 +96,7 @@ def describe_adaptive_plan(
         fits = "" if budget is None or seconds is None else ("fits" if total <= budget else "over")
         if fits == "fits":
             fits_until = name
-        mde = (
-            f"{design.critical(look) * ASSUMED_SD / math.sqrt(look) * 100:.2f} points"
-            if look
-            else "-"
-        )
+        mde = f"{design.detectable(look, ASSUMED_SD) * 100:.2f} points" if look else "-"
         rows.append(
             (
                 name,

@@ -75,16 +75,16 @@ class AdaptiveProtocol:
     tuning_seeds: int = 2
     """Seeds (``1000 + i``) that train every lr of a cell's grid; the lr is selected on their
     validation accuracy, and they never enter a comparison."""
-    first_round: int = 3
+    first_round: int = SequentialDesign.first_round
     """Evaluation seeds every cell trains in round 1 (fewer than 3 can never be significant)."""
-    round_seeds: int = 2
+    round_seeds: int = SequentialDesign.round_seeds
     """Evaluation seeds each later round adds to the cells of the contexts still open."""
-    max_seeds: int = 20
+    max_seeds: int = SequentialDesign.max_seeds
     """Evaluation seeds at which a context stops even if unresolved."""
-    margin: float = 0.01
+    margin: float = SequentialDesign.margin
     """Equivalence margin (accuracy fraction; 0.01 = 1 point): a comparison whose interval lies
     inside +-margin is resolved as equivalent."""
-    alpha: float = 0.05
+    alpha: float = SequentialDesign.alpha
     """Family-wise error rate over every comparison and look."""
     budget: str | None = None
     """Wall-time cap of the whole study (all invocations), as written (``"30m"``); None: none."""
@@ -110,9 +110,8 @@ class AdaptiveProtocol:
     def round_of(self, seed: int) -> int:
         """The evaluation round that adds evaluation seed ``seed`` (1 for seeds below
         ``first_round``); rounds are a function of the seed, so a resumed study re-derives them."""
-        if seed < self.first_round:
-            return 1
-        return 2 + (seed - self.first_round) // self.round_seeds
+        looks = self.design().looks()
+        return next((i for i, look in enumerate(looks, start=1) if seed < look), len(looks))
 
     def to_dict(self) -> dict[str, Any]:
         return {"protocol": "adaptive", **asdict(self)}

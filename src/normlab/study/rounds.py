@@ -108,7 +108,7 @@ def next_round(spec: StudySpec, records: list[dict[str, Any]]) -> list[PlannedRu
         ]
     design = spec.adaptive.design()
     added: list[PlannedRun] = []
-    for open_context in open_contexts(records, design, spec.compare):
+    for open_context in open_contexts(records, design, str(spec.baseline), spec.compare):
         members = [
             k
             for k, runs in tuning.items()
@@ -188,6 +188,8 @@ def run_adaptive(
 
     def within_budget(batch: list[PlannedRun], phase: str) -> None:
         nonlocal trained
+        if not batch:
+            return
         configs = [run.config for run in batch]
         predicted = costs.predict(configs)
         if "budget" in stop or not budget.allows(predicted):
@@ -235,9 +237,8 @@ def _last_round(records: list[dict[str, Any]]) -> int:
 def _why_over(spec: StudySpec, records: list[dict[str, Any]]) -> str:
     """``resolved`` when no comparison is open, else ``max_seeds`` (open ones can add none)."""
     assert spec.adaptive is not None
-    assessed = assess_study(records, spec.adaptive.design(), spec.compare)
-    open_ = [a for a in assessed if a.assessment.status == "unresolved"]
-    return "max_seeds" if open_ else "resolved"
+    assessed = assess_study(records, spec.adaptive.design(), str(spec.baseline), spec.compare)
+    return "resolved" if all(a.assessment.resolved for a in assessed) else "max_seeds"
 
 
 def outcome_text(outcome: RoundsOutcome) -> str:
