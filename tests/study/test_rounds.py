@@ -3,11 +3,13 @@ clock (no torch): which runs each round adds, and that the budget is never overr
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from normlab.errors import NormlabError
 from normlab.study import spec_from_dict
-from normlab.study.budget import START_SECONDS, Budget, CostModel
+from normlab.study.budget import HEADROOM, START_SECONDS, Budget, CostModel
 from normlab.study.plan import PlannedRun, expand
 from normlab.study.rounds import check_budget, next_round, run_adaptive
 from normlab.study.store import open_store
@@ -115,10 +117,10 @@ def test_a_budget_too_small_for_tuning_and_round_1_is_refused_naming_the_smalles
     with store:
         clock = [0.0]
         budget = Budget(10.0, spent_before=2.0, clock=lambda: clock[0])
-        # 8 tuning runs + 12 round-1 runs at 1 s each, plus the workers' start per batch.
-        with pytest.raises(
-            NormlabError, match=r"budget .* too small.*smallest budget that would do is 28s"
-        ):
+        # 8 tuning runs + 12 round-1 runs at 1 s each, plus the workers' start per batch, with
+        # the headroom, after the 2 s spent.
+        smallest = math.ceil(2 + (8 + START_SECONDS + 12 + START_SECONDS) * (1 + HEADROOM))
+        with pytest.raises(NormlabError, match=f"budget 10s is too small.*would do is {smallest}s"):
             check_budget(spec, planned, store.records(spec.study_id), costs(), budget)
 
 
@@ -128,16 +130,17 @@ def test_the_budget_stops_before_a_round_that_would_overrun_and_a_larger_one_con
     with store:
         clock = [0.0]
         train = FakeTraining(store, clock)
-        # Tuning (8 s + 3) and round 1 (12 s + 3) take 26 s; round 2 (4 runs) would end at 33.
-        budget = Budget(30.0, clock=lambda: clock[0])
+        # Tuning (8 s + 3) and round 1 (12 s + 3) take 26 s; round 2 (4 runs + 3) needs 8.4 s
+        # with the headroom, more than the 7 s left.
+        budget = Budget(33.0, clock=lambda: clock[0])
         check_budget(spec, planned, store.records(spec.study_id), costs(), budget)
         outcome = run_adaptive(spec, store, spec.study_id, planned, planned, train, costs(), budget)
         assert outcome.stopped == "budget" and outcome.rounds == 1
         assert outcome.next_round_seconds == pytest.approx(4 + START_SECONDS)
-        assert clock[0] <= 30.0  # the promise
+        assert clock[0] <= 33.0  # the promise
         assert [phase for phase, _ in train.batches] == ["tuning", "evaluation round 1"]
         first_leg = clock[0]
-        # 15 s more: the round it did not start, and one more (7 s each); not a fourth.
+        # 12 s more: the round it did not start, and one more (7 s each); not a fourth.
         records = store.records(spec.study_id)
         more = Budget(45.0, spent_before=first_leg, clock=lambda: clock[0])
         todo = [run for run in planned if run.config.run_id not in train.trained]
@@ -154,9 +157,9 @@ def test_the_pace_learns_from_measured_batches():
     model = costs()
     configs = [run.config for run in expand(spec_from_dict(SPEC))][:4]
     assert model.predict(configs) == pytest.approx(4 + START_SECONDS)
-    model.observe(configs, 2 * 4 + START_SECONDS)  # twice as slow as calibrated
+    model.observe(configs, 2 * (4 + START_SECONDS))  # twice as slow as calibrated
     assert model.pace == pytest.approx(2.0)
-    assert model.predict(configs[:2]) == pytest.approx(2 * 2 + START_SECONDS)
+    assert model.predict(configs[:2]) == pytest.approx(2 * (2 + START_SECONDS))
 
 
 def test_uncalibrated_units_cost_their_measured_run_times():
@@ -174,7 +177,7 @@ def test_uncalibrated_units_cost_their_measured_run_times():
 def test_unknown_costs_start_only_while_time_is_left():
     clock = [0.0]
     budget = Budget(10.0, spent_before=4.0, clock=lambda: clock[0])
-    assert budget.allows(None) and budget.allows(6.0) and not budget.allows(6.5)
+    assert budget.allows(None) and budget.allows(5.0) and not budget.allows(5.5)  # headroom
     clock[0] = 6.0
     assert not budget.allows(None) and budget.left() == 0.0
     assert Budget(None).allows(1e9)

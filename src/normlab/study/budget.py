@@ -11,10 +11,11 @@ calibrated one-worker seconds (:meth:`.dryrun.Estimate.unit_seconds`), or, for a
 the calibration did not time (a GPU run, the Ray executor), the mean measured wall time of the
 finished runs of its (norm, batch size) times its runs; units go to the workers longest first
 (the makespan, as the dry run schedules them), plus :data:`START_SECONDS` for the workers to
-start. That makespan is then multiplied by the *pace*:
-measured wall time over predicted, over the batches this invocation trained (which covers
-worker start-up, a loaded machine, workers sharing memory bandwidth); before any, the pace of
-the study's finished runs (measured seconds per run over calibrated seconds), else 1.
+start. That sum is then multiplied by the *pace*: measured wall time over predicted, over the
+batches this invocation trained (which covers a slower start, a loaded machine, workers sharing
+memory bandwidth); before any, the pace of the study's finished runs (measured seconds per run
+over calibrated seconds, at least 1), else 1. Work starts only if its prediction, with
+:data:`HEADROOM` to spare, fits in what is left.
 """
 
 from __future__ import annotations
@@ -34,6 +35,17 @@ START_SECONDS = 3.0
 """Seconds each batch handed to the executor costs before its first run trains (the local
 executor spawns its worker processes, which import torch: 2 to 4 s on the 2-core development
 machine); the pace is learned on the time past it."""
+
+HEADROOM = 0.2
+"""Work starts only if its prediction plus this fraction fits in what is left: rounds of equal
+size took from 0.8 to 1.2 times their mean on the loaded 2-core development machine (tests and
+other studies beside them), and the budget is a promise."""
+
+
+def with_headroom(predicted: float) -> float:
+    """``predicted`` seconds with :data:`HEADROOM` to spare."""
+    return predicted * (1.0 + HEADROOM)
+
 
 UnitCost = Callable[[list[RunConfig]], float | None]
 """Calibrated one-worker seconds of a unit of work; None when not calibrated."""
@@ -56,6 +68,10 @@ class Budget:
         self._started = clock() if started is None else started
         """When this invocation began (its leg counts from there)."""
 
+    def now(self) -> float:
+        """The budget's clock (what batches are timed with)."""
+        return self._clock()
+
     def spent(self) -> float:
         """Earlier invocations' legs plus this invocation so far."""
         return self.spent_before + self._clock() - self._started
@@ -64,12 +80,13 @@ class Budget:
         return None if self.total is None else self.total - self.spent()
 
     def allows(self, predicted: float | None) -> bool:
-        """Whether work predicted to take ``predicted`` seconds fits in what is left (work whose
-        cost cannot be predicted fits while any time is left)."""
+        """Whether work predicted to take ``predicted`` seconds fits in what is left with
+        :data:`HEADROOM` to spare (work whose cost cannot be predicted fits while any time is
+        left)."""
         left = self.left()
         if left is None:
             return True
-        return left > 0 if predicted is None else predicted <= left
+        return left > 0 if predicted is None else with_headroom(predicted) <= left
 
 
 def makespan(durations: Sequence[float], workers: int) -> float:
@@ -121,8 +138,7 @@ class CostModel:
     def pace(self) -> float:
         """Measured wall seconds per predicted second (see the module docstring)."""
         if self._predicted and sum(self._predicted) > 0:
-            spent = sum(self._measured) - START_SECONDS * len(self._measured)
-            return max(spent, 0.0) / sum(self._predicted) or self._prior
+            return sum(self._measured) / sum(self._predicted)
         return self._prior
 
     def unit_seconds(self, unit: list[RunConfig]) -> float | None:
@@ -146,13 +162,13 @@ class CostModel:
     def predict(self, configs: Sequence[RunConfig]) -> float | None:
         """Predicted wall seconds of training ``configs`` now; None if no cost is known."""
         raw = self.raw(configs)
-        if raw is None:
-            return None
-        return raw * self.pace + (START_SECONDS if configs else 0.0)
+        if raw is None or not configs:
+            return raw
+        return (raw + START_SECONDS) * self.pace
 
     def observe(self, configs: Sequence[RunConfig], seconds: float) -> None:
         """A batch of ``configs`` took ``seconds``: the pace learns from it."""
         raw = self.raw(configs)
-        if raw:
-            self._predicted.append(raw)
+        if raw is not None and configs:
+            self._predicted.append(raw + START_SECONDS)
             self._measured.append(seconds)

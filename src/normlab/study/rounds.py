@@ -22,18 +22,17 @@ smallest budget that would do.
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from normlab.analysis.adaptive import assess_study, open_contexts
-from normlab.analysis.summary import context
+from normlab.analysis.summary import context, full_cell
 from normlab.errors import NormlabError
 from normlab.train import RunConfig
 
-from .budget import Budget, CostModel
+from .budget import Budget, CostModel, with_headroom
 from .extend import extend_grids, selected_lr
 from .plan import PlannedRun
 from .protocol import duration_text
@@ -109,10 +108,11 @@ def next_round(spec: StudySpec, records: list[dict[str, Any]]) -> list[PlannedRu
     design = spec.adaptive.design()
     added: list[PlannedRun] = []
     for open_context in open_contexts(records, design, str(spec.baseline), spec.compare):
+        # The analysis's contexts are those of full cells (norm and batch size always there).
         members = [
-            k
-            for k, runs in tuning.items()
-            if context(runs[0]["cell"], spec.compare) == open_context
+            key
+            for key, runs in tuning.items()
+            if context(full_cell(runs[0]), spec.compare) == open_context
         ]
         if not members:
             continue
@@ -156,13 +156,11 @@ def check_budget(
     need_round = costs.predict(round1_stand_in(spec, planned))
     if need_tuning is None or need_round is None:
         return  # nothing to predict from (no calibration, nothing measured): rounds decide
-    left = budget.left() or 0.0
-    if need_tuning + need_round <= left:
+    if budget.allows(need_tuning + need_round):
         return
-    smallest = budget.spent() + need_tuning + need_round
-    assert spec.adaptive is not None
+    smallest = budget.spent() + with_headroom(need_tuning + need_round)
     raise NormlabError(
-        f"budget {spec.adaptive.budget} is too small: the learning-rate search ({len(tuning)} "
+        f"budget {duration_text(budget.total)} is too small: the learning-rate search ({len(tuning)} "
         f"tuning runs, about {duration_text(need_tuning)}) and evaluation round 1 "
         f"({len(round1_stand_in(spec, planned))} runs, about {duration_text(need_round)}) do not "
         f"fit in what is left ({duration_text(budget.spent())} spent by earlier runs and the "
@@ -186,7 +184,9 @@ def run_adaptive(
     trained = 0
     stop: dict[str, float | None] = {}
 
-    def within_budget(batch: list[PlannedRun], phase: str) -> None:
+    def within_budget(batch: list[PlannedRun], phase: str, register: str | None = None) -> None:
+        """Train ``batch`` if its prediction fits the budget (registering it in the store under
+        ``register`` first: a round is recorded only once it starts)."""
         nonlocal trained
         if not batch:
             return
@@ -195,9 +195,11 @@ def run_adaptive(
         if "budget" in stop or not budget.allows(predicted):
             stop.setdefault("budget", predicted)
             return
-        started = time.perf_counter()
+        if register is not None:
+            store.add_runs(register, batch)
+        started = budget.now()
         train(batch, phase)
-        costs.observe(configs, time.perf_counter() - started)
+        costs.observe(configs, budget.now() - started)
         trained += len(batch)
 
     within_budget(todo, "tuning")  # check_budget: the runner's, before the leg begins
@@ -221,9 +223,8 @@ def run_adaptive(
         batch = pending or next_round(spec, records)
         if not batch:
             return RoundsOutcome(trained, _last_round(records), _why_over(spec, records))
-        store.add_runs(study_id, batch)
         tried.update(run.config.run_id for run in batch)
-        within_budget(batch, f"evaluation round {max(run.round for run in batch)}")
+        within_budget(batch, f"evaluation round {max(run.round for run in batch)}", study_id)
     records = store.records(study_id)
     return RoundsOutcome(trained, _last_round(records), "budget", stop.get("budget"))
 

@@ -221,9 +221,12 @@ def _run_held(
     with store:
         statuses = store.statuses()
         todo = [run for run in runs if statuses[run.config.run_id] not in FINISHED]
+        finished_before = len(runs) - len(todo)
+        if spec.adaptive is not None:  # its evaluation runs are not in the plan
+            finished_before = sum(r["status"] in FINISHED for r in store.records(study_id))
         by_id = {run.config.run_id: run for run in todo}
         if progress.on_start:
-            progress.on_start(len(todo), len(runs) - len(todo))
+            progress.on_start(len(todo), finished_before)
         tracker = progress.tracker
         # The executors cut the same units from the same configs (work.work_units).
         units = work_units([run.config for run in todo], execution.pack)
@@ -302,7 +305,7 @@ def _run_held(
         out_dir / STORE_NAME,
         planned=len(runs),
         trained=len(todo) + extended,
-        skipped=len(runs) - len(todo),
+        skipped=finished_before,
         wall_time=time.perf_counter() - started,
         failed=counts["failed"],
         diverged=counts["diverged"],
