@@ -38,8 +38,8 @@ def accuracy(run: PlannedRun) -> tuple[float, float]:
 
 
 class FakeTraining:
-    """Records fake results in the store; each run costs one second of a fake clock (plus the
-    workers' start per batch), and nothing may be trained twice."""
+    """Records fake results in the store; each run costs one second of a fake clock (one
+    worker: trained in the driver, no worker to start), and nothing may be trained twice."""
 
     def __init__(self, store, clock: list[float], per_run: float = 1.0) -> None:
         self.store, self.clock, self.per_run = store, clock, per_run
@@ -48,7 +48,6 @@ class FakeTraining:
 
     def __call__(self, batch: list[PlannedRun], phase: str | None = None) -> None:
         self.batches.append((phase or "", len(batch)))
-        self.clock[0] += START_SECONDS
         for run in batch:
             assert run.config.run_id not in self.trained, "trained twice"
             self.trained.append(run.config.run_id)
@@ -117,9 +116,8 @@ def test_a_budget_too_small_for_tuning_and_round_1_is_refused_naming_the_smalles
     with store:
         clock = [0.0]
         budget = Budget(10.0, spent_before=2.0, clock=lambda: clock[0])
-        # 8 tuning runs + 12 round-1 runs at 1 s each, plus the workers' start per batch, with
-        # the headroom, after the 2 s spent.
-        smallest = math.ceil(2 + (8 + START_SECONDS + 12 + START_SECONDS) * (1 + HEADROOM))
+        # 8 tuning runs + 12 round-1 runs at 1 s each, with the headroom, after the 2 s spent.
+        smallest = math.ceil(2 + (8 + 12) * (1 + HEADROOM))
         with pytest.raises(NormlabError, match=f"budget 10s is too small.*would do is {smallest}s"):
             check_budget(spec, planned, store.records(spec.study_id), costs(), budget)
 
@@ -130,19 +128,19 @@ def test_the_budget_stops_before_a_round_that_would_overrun_and_a_larger_one_con
     with store:
         clock = [0.0]
         train = FakeTraining(store, clock)
-        # Tuning (8 s + 3) and round 1 (12 s + 3) take 26 s; round 2 (4 runs + 3) needs 8.4 s
-        # with the headroom, more than the 7 s left.
-        budget = Budget(33.0, clock=lambda: clock[0])
+        # Tuning (8 s) and round 1 (12 s) take 20 s (24 with the headroom); round 2 (4 runs)
+        # needs 4.8 s with the headroom, more than the 4.5 s left.
+        budget = Budget(24.5, clock=lambda: clock[0])
         check_budget(spec, planned, store.records(spec.study_id), costs(), budget)
         outcome = run_adaptive(spec, store, spec.study_id, planned, planned, train, costs(), budget)
         assert outcome.stopped == "budget" and outcome.rounds == 1
-        assert outcome.next_round_seconds == pytest.approx(4 + START_SECONDS)
-        assert clock[0] <= 33.0  # the promise
+        assert outcome.next_round_seconds == pytest.approx(4.0)
+        assert clock[0] <= 24.5  # the promise
         assert [phase for phase, _ in train.batches] == ["tuning", "evaluation round 1"]
         first_leg = clock[0]
-        # 12 s more: the round it did not start, and one more (7 s each); not a fourth.
+        # 7.5 s more: the round it did not start, and one more (4 s each); not a third.
         records = store.records(spec.study_id)
-        more = Budget(45.0, spent_before=first_leg, clock=lambda: clock[0])
+        more = Budget(32.0, spent_before=first_leg, clock=lambda: clock[0])
         todo = [run for run in planned if run.config.run_id not in train.trained]
         outcome = run_adaptive(
             spec, store, spec.study_id, planned, todo, train, costs(records), more
@@ -150,16 +148,19 @@ def test_the_budget_stops_before_a_round_that_would_overrun_and_a_larger_one_con
     assert outcome.stopped == "budget" and outcome.rounds == 3
     # Nothing finished is trained again (FakeTraining asserts it): no tuning batch this time.
     assert train.batches[2:] == [("evaluation round 2", 4), ("evaluation round 3", 4)]
-    assert more.spent() <= 45.0
+    assert more.spent() <= 32.0
 
 
 def test_the_pace_learns_from_measured_batches():
     model = costs()
     configs = [run.config for run in expand(spec_from_dict(SPEC))][:4]
-    assert model.predict(configs) == pytest.approx(4 + START_SECONDS)
-    model.observe(configs, 2 * (4 + START_SECONDS))  # twice as slow as calibrated
+    assert model.predict(configs) == pytest.approx(4.0)  # one worker: in the driver
+    model.observe(configs, 8.0)  # twice as slow as calibrated
     assert model.pace == pytest.approx(2.0)
-    assert model.predict(configs[:2]) == pytest.approx(2 * (2 + START_SECONDS))
+    assert model.predict(configs[:2]) == pytest.approx(4.0)
+    # Two workers: longest first onto whichever is free, after the worker processes start.
+    parallel = CostModel(lambda unit: 1.0 * len(unit), workers=2, pack="off")
+    assert parallel.predict(configs) == pytest.approx(2.0 + START_SECONDS)
 
 
 def test_uncalibrated_units_cost_their_measured_run_times():

@@ -11,7 +11,7 @@ calibrated one-worker seconds (:meth:`.dryrun.Estimate.unit_seconds`), or, for a
 the calibration did not time (a GPU run, the Ray executor), the mean measured wall time of the
 finished runs of its (norm, batch size) times its runs; units go to the workers longest first
 (the makespan, as the dry run schedules them), plus :data:`START_SECONDS` for the workers to
-start. That sum is then multiplied by the *pace*: measured wall time over predicted, over the
+start when they are separate processes. That sum is then multiplied by the *pace*: measured wall time over predicted, over the
 batches this invocation trained (which covers a slower start, a loaded machine, workers sharing
 memory bandwidth); before any, the pace of the study's finished runs (measured seconds per run
 over calibrated seconds, at least 1), else 1. Work starts only if its prediction, with
@@ -151,24 +151,26 @@ class CostModel:
         return statistics.fmean(seconds) * len(unit) if seconds else None
 
     def raw(self, configs: Sequence[RunConfig]) -> float | None:
-        """The makespan of ``configs`` on the workers, before the pace; None if unknown."""
+        """The makespan of ``configs`` on the workers, and the workers' start where the local
+        executor spawns them (more than one worker and one unit; one trains in the driver),
+        before the pace; None if unknown."""
         if not configs:
             return 0.0
-        costs = [self.unit_seconds(unit) for unit in work_units(list(configs), self.pack)]
+        units = work_units(list(configs), self.pack)
+        costs = [self.unit_seconds(unit) for unit in units]
         if any(cost is None for cost in costs):
             return None
-        return makespan([c for c in costs if c is not None], self.workers)
+        start = START_SECONDS if self.workers > 1 and len(units) > 1 else 0.0
+        return makespan([c for c in costs if c is not None], self.workers) + start
 
     def predict(self, configs: Sequence[RunConfig]) -> float | None:
         """Predicted wall seconds of training ``configs`` now; None if no cost is known."""
         raw = self.raw(configs)
-        if raw is None or not configs:
-            return raw
-        return (raw + START_SECONDS) * self.pace
+        return None if raw is None else raw * self.pace
 
     def observe(self, configs: Sequence[RunConfig], seconds: float) -> None:
         """A batch of ``configs`` took ``seconds``: the pace learns from it."""
         raw = self.raw(configs)
-        if raw is not None and configs:
-            self._predicted.append(raw + START_SECONDS)
+        if raw:
+            self._predicted.append(raw)
             self._measured.append(seconds)
