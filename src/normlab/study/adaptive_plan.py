@@ -3,8 +3,8 @@
 The plan is the worst case for time: every context stays open until ``max_seeds``, so every
 round after the first trains ``round_seeds`` more seeds for every cell (a study whose
 comparisons resolve early stops sooner). Each round's time is the planner's prediction
-(:class:`.budget.CostModel` on the dry run's calibration), so the rounds marked as fitting are
-those the budget would start if nothing resolved.
+(:class:`.budget.CostModel` on the dry run's calibration), so the rounds marked as fitting (with the
+planner's headroom) are those the budget would start if nothing resolved.
 
 The minimum detectable effect at a look of n evaluation seeds is the half-width of the repeated
 confidence interval there, ``critical(n) * sd / sqrt(n)`` (:meth:`SequentialDesign.critical`,
@@ -20,7 +20,7 @@ from typing import Any
 from normlab.analysis.summary import cell_key, context
 from normlab.data import Dataset
 
-from .budget import CostModel
+from .budget import CostModel, with_headroom
 from .dryrun import Estimate, describe_plan
 from .plan import PlannedRun
 from .protocol import duration_text
@@ -93,7 +93,9 @@ def describe_adaptive_plan(
     for name, look, configs in phases:
         seconds = costs.predict(configs) if costs is not None else None
         total += seconds or 0.0
-        fits = "" if budget is None or seconds is None else ("fits" if total <= budget else "over")
+        fits = ""
+        if budget is not None and seconds is not None:
+            fits = "fits" if with_headroom(total) <= budget else "over"
         if fits == "fits":
             fits_until = name
         mde = f"{design.detectable(look, ASSUMED_SD) * 100:.2f} points" if look else "-"
@@ -132,6 +134,11 @@ def describe_adaptive_plan(
             lines.append(
                 f"Within {adaptive.budget}: only through {fits_until}; tuning and round 1 must "
                 "both fit or the study is refused before training."
+            )
+        elif fits_until == phases[-1][0]:
+            lines.append(
+                f"Within {adaptive.budget}: every round, even if no comparison resolves before "
+                f"{adaptive.max_seeds} seeds."
             )
         else:
             lines.append(
