@@ -31,7 +31,7 @@ from normlab.commands.export import export
 from normlab.commands.listing import list_
 from normlab.commands.report import report as report_command
 from normlab.commands.report import write_reports
-from normlab.commands.run_options import question_from, question_options
+from normlab.commands.run_options import QUESTION_OPTIONS, question_from, question_options
 from normlab.errors import NormlabError
 from normlab.report import Table
 from normlab.report.write import terminal_summary
@@ -198,10 +198,6 @@ def run(
     max_eval: int | None,
     augment: bool,
     dry_run: bool,
-    batch_size: str | None,
-    reference_batch_size: int | None,
-    norms: str | None,
-    budget: str | None,
     **execution: Any,
 ) -> None:
     """Run the default study: BN vs none vs LN vs GN across batch sizes, LR tuned per cell.
@@ -211,7 +207,7 @@ def run(
     one), within your time. Resumes where it stopped if OUT already holds the same study (with
     a larger --budget, it continues the rounds).
     """
-    question = question_from(batch_size, reference_batch_size, norms, budget)
+    question = question_from(*(execution.pop(key) for key in QUESTION_OPTIONS))
     spec = default_spec(quick, data, model, max_train, max_eval or max_train, augment, question)
     _plan_or_run(spec, dry_run, data_option="--data", **execution)
 

@@ -21,6 +21,9 @@ from normlab.study.question import (
     parse_sizes,
 )
 
+QUESTION_OPTIONS = ("batch_size", "reference_batch_size", "norms", "budget")
+"""The options' parameter names, in :func:`question_from`'s order."""
+
 
 def question_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--batch-size``, ``--reference-batch-size``, ``--norms``, ``--budget``."""
