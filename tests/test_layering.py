@@ -44,7 +44,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 SAME_LAYER: dict[str, tuple[str, ...]] = {
     "report": ("analysis",),  # a report renders the analysis of plain records
-    "study": ("diagnostics",),  # studies run diagnostics after training; the store keeps them
+    # studies run diagnostics after training (the store keeps them); the adaptive protocol's
+    # rounds ask the analysis which comparisons are still open (pure functions of records)
+    "study": ("diagnostics", "analysis"),
     "surgery": ("norm_tail",),  # what a BatchNorm subclass does beyond normalizing, for swaps
 }
 """Imports allowed between packages of one layer (any other is a violation)."""

@@ -31,6 +31,7 @@ from normlab.commands.export import export
 from normlab.commands.listing import list_
 from normlab.commands.report import report as report_command
 from normlab.commands.report import write_reports
+from normlab.commands.run_options import QUESTION_OPTIONS, question_from, question_options
 from normlab.errors import NormlabError
 from normlab.report import Table
 from normlab.report.write import terminal_summary
@@ -44,12 +45,14 @@ from normlab.study import (
     open_store,
     run_study,
 )
-from normlab.study.dryrun import describe_plan, estimate_time
+from normlab.study.adaptive_plan import dry_run_lines
+from normlab.study.dryrun import estimate_time
 from normlab.study.executors import check_execution
 from normlab.study.lock import hold_folder, refuse_if_held
 from normlab.study.plan import check_study
 from normlab.study.progress import ProgressTracker, status_text
 from normlab.study.ray_executor import check_ray_reachable
+from normlab.study.rounds import outcome_text
 from normlab.study.work import PACK_MODES, Execution
 from normlab.train import RunResult
 from normlab.train.device import DEVICES
@@ -182,8 +185,10 @@ def execution_options(command):
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Print the plan and an estimated time from a short calibration; train and write nothing.",
+    help="Print the plan and an estimated time from a short calibration (adaptive: the rounds "
+    "inside the budget and the effect each could detect); train and write nothing.",
 )
+@question_options
 @execution_options
 def run(
     quick: bool,
@@ -198,9 +203,12 @@ def run(
     """Run the default study: BN vs none vs LN vs GN across batch sizes, LR tuned per cell.
 
     On scikit-learn's digits with the write-up's ResNet unless --data / --model say otherwise.
-    Resumes where it stopped if OUT already holds the same study.
+    With --batch-size or --budget: the adaptive protocol at your batch sizes (plus a reference
+    one), within your time. Resumes where it stopped if OUT already holds the same study (with
+    a larger --budget, it continues the rounds).
     """
-    spec = default_spec(quick, data, model, max_train, max_eval or max_train, augment)
+    question = question_from(*(execution.pop(key) for key in QUESTION_OPTIONS))
+    spec = default_spec(quick, data, model, max_train, max_eval or max_train, augment, question)
     _plan_or_run(spec, dry_run, data_option="--data", **execution)
 
 
@@ -213,7 +221,7 @@ def _plan_or_run(
         workers = execution["workers"] or os.cpu_count() or 1
         pack = execution["pack"]
         estimate = estimate_time(runs, dataset, workers, execution["threads"], pack)
-        for line in describe_plan(spec, runs, dataset, estimate, pack):
+        for line in dry_run_lines(spec, runs, dataset, estimate, pack, workers):
             stdout.print(line, markup=False, soft_wrap=True)
         return
     # Integrity first, fast and without a trace: a held OUT and an unreachable Ray head are
@@ -306,9 +314,11 @@ def _run_and_report(
     finally:
         if progress.live.is_started:  # stop() on a piped console prints a line even if unused
             progress.stop()
-    tables = write_summary(out_dir, spec.study_id, outcome.wall_time)
+    tables = write_summary(out_dir, outcome.study_id, outcome.wall_time)
     for table in tables:
         stdout.print(_rich_table(table))
+    if outcome.rounds is not None:
+        stdout.print(outcome_text(outcome.rounds), markup=False, soft_wrap=True)
     stdout.print(
         f"{outcome.trained - outcome.failed} runs trained, {outcome.skipped} already finished, "
         f"{outcome.wall_time:.0f} s. Report: {out_dir / 'report.html'} (and report.md)"

@@ -104,3 +104,19 @@ def test_a_worker_s_start_up_does_not_count_as_slow_training():
 )
 def test_clock_text(seconds, text):
     assert clock_text(seconds) == text
+
+
+def test_the_budget_spent_and_left_include_earlier_invocations():
+    from normlab.study.progress import ProgressTracker, status_text
+
+    now = [0.0]
+    tracker = ProgressTracker(lambda: now[0])
+    tracker.set_budget(1800.0, 600.0)  # 30 min, 10 spent by an earlier invocation
+    tracker.add([["a"]], [1.0])
+    now[0] = 300.0
+    snapshot = tracker.snapshot()
+    assert (snapshot.budget, snapshot.budget_spent) == (1800.0, 900.0)
+    assert "budget 0:30:00: spent 0:15:00, left 0:15:00" in status_text(snapshot)
+    tracker.add([["b"], ["c"]], [1.0, 1.0])  # a round added: the total grows
+    assert tracker.snapshot().total == 3
+    assert "budget" not in status_text(ProgressTracker(lambda: 0.0).snapshot())

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from normlab.data import DATASETS
 from normlab.errors import NormlabError
-from normlab.train import check_model_ref
+from normlab.train import RunConfig, check_model_ref
 from normlab.train.model_ref import absolute_ref
 
 from .load import spec_from_dict
+from .question import Question, apply_question
 from .spec import StudySpec
+from .work import dataset_for
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,8 +35,10 @@ def default_spec(
     max_train: int | None,
     max_eval: int | None,
     augment: bool,
+    question: Question | None = None,
 ) -> StudySpec:
-    """The default (or quick) study, on ``data`` with ``model`` when given."""
+    """The default (or quick) study, on ``data`` with ``model`` when given, asking ``question``
+    (batch sizes, norms, budget: :mod:`.question`)."""
     path = preset_path("quick" if quick else "default")
     text = path.read_text()
     values = tomllib.loads(text)
@@ -56,14 +60,25 @@ def default_spec(
             run_table.setdefault("dataset_options", {})[key] = value
     if augment:
         run_table["augment"] = True
+    question = question or Question()
+    asked: list[str] = []
+    if question != Question():
+        num_train = None
+        if question.batch_sizes is not None and question.reference_batch_size is None:
+            config = RunConfig(
+                dataset=run_table.get("dataset", RunConfig.dataset),
+                dataset_options=run_table.get("dataset_options", {}),
+            )
+            num_train = len(dataset_for(config).y_train)  # loaded once per process
+        asked = apply_question(values, question, num_train, quick)
     given = (data, model, max_train, max_eval, augment)
-    if given != (None, None, None, None, False):
+    if given != (None, None, None, None, False) or asked:
         on = [Path(data).name if data else "digits", f"model {model}" if model else None]
         on += [f"{max_train} training examples" if max_train else None]
         on += ["augmented" if augment else None]
         name = values["study"]["name"].split(" on ")[0]
-        values["study"]["name"] = f"{name} on {', '.join(x for x in on if x)}"
-    if given == (None, None, None, None, False):
+        values["study"]["name"] = f"{name} on {', '.join([*(x for x in on if x), *asked])}"
+    if given == (None, None, None, None, False) and not asked:
         return spec_from_dict(values, source=str(path), text=text)
     return spec_from_dict(values, source=f"normlab run (preset {path.stem} with the options given)")
 

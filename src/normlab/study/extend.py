@@ -48,9 +48,12 @@ def next_runs(
     for run in planned:
         planned_grid[run.cell_key].add(run.config.lr)
     by_cell: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
+    # Only the seeds that train the whole grid select (the adaptive protocol's evaluation
+    # seeds, trained at the selected lr, never do).
+    for record in (r for r in records if r["config"]["seed"] in spec.seeds):
         by_cell[json.dumps(record["cell"], sort_keys=True)].append(record)
     added = []
+    role = "tune" if spec.adaptive is not None else ""
     for key, runs in by_cell.items():
         grid = tuple(sorted({r["config"]["lr"] for r in runs}))
         if key not in planned_grid or len(grid) < 2:
@@ -67,7 +70,7 @@ def next_runs(
             lr = _round(edge * step if upward else edge / step)
             template = RunConfig.from_dict(runs[0]["config"])
             added += [
-                PlannedRun(template.replace(lr=lr, seed=seed), runs[0]["cell"])
+                PlannedRun(template.replace(lr=lr, seed=seed), runs[0]["cell"], role)
                 for seed in spec.seeds
             ]
     return added
@@ -93,9 +96,11 @@ def extend_grids(
     while True:
         records = store.records(study_id)
         unfinished = [
-            PlannedRun(RunConfig.from_dict(r["config"]), r["cell"])
+            PlannedRun(RunConfig.from_dict(r["config"]), r["cell"], r["role"], r["round"])
             for r in records
-            if r["run_id"] not in planned_ids and r["status"] not in FINISHED
+            if r["run_id"] not in planned_ids
+            and r["status"] not in FINISHED
+            and r["config"]["seed"] in spec.seeds  # evaluation rounds are study/rounds.py's
         ]
         new = [run for run in next_runs(spec, planned, records) if run.config.run_id not in tried]
         todo = [run for run in [*unfinished, *new] if run.config.run_id not in tried]

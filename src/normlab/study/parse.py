@@ -24,6 +24,8 @@ from normlab.train.model_ref import absolute_ref
 from .checks import check_cells, value_problem
 from .diagnose import DIAGNOSTIC_KINDS
 from .locate import KeyPath, SpecOrigin, dotted
+from .parse_protocol import parse_protocol
+from .protocol import ADAPTIVE_KEYS
 from .spec import (
     FACTOR_KEYS,
     LR_MODES,
@@ -70,6 +72,10 @@ class _Parser:
     def spec(self) -> StudySpec:
         self.known(self.data, SECTIONS, ())
         name, seeds, compare = self.study()
+        adaptive = parse_protocol(self.table("study"), self.fail)
+        if adaptive is not None:  # the seeds that train every lr of a cell's grid
+            seeds = adaptive.tuning_seed_values()
+            self.adaptive_lr()
         diagnostics, keep_weights = self.observation()
         base, norm_options = self.run()
         factors = self.factors()
@@ -84,6 +90,7 @@ class _Parser:
             diagnostics=diagnostics,
             keep_weights=keep_weights,
             compare=compare,
+            adaptive=adaptive,
             origin=self.origin,
         )
         self.consistency(spec)
@@ -93,7 +100,8 @@ class _Parser:
     # -- sections ----------------------------------------------------------------------------
     def study(self) -> tuple[str, tuple[int, ...], str]:
         table = self.table("study")
-        self.known(table, ("name", "seeds", "compare", *OBSERVATION_KEYS), ("study",))
+        keys = ("name", "seeds", "compare", "protocol", *ADAPTIVE_KEYS, *OBSERVATION_KEYS)
+        self.known(table, keys, ("study",))
         name = self.coerce(table.get("name", Path(self.origin.source).stem), str, ("study", "name"))
         compare = self.compare(table)
         seeds = table.get("seeds", [0, 1, 2])
@@ -112,6 +120,16 @@ class _Parser:
             if seed in seeds[:index]:
                 raise self.fail((*path, index), f"repeats the seed {seed}")
         return name, tuple(seeds), compare
+
+    def adaptive_lr(self) -> None:
+        """The adaptive protocol selects each cell's lr on tuning seeds: ``[lr] mode`` tuned."""
+        mode = self.table("lr").get("mode", LrProtocol.mode)
+        if mode != "tuned":
+            raise self.fail(
+                ("lr", "mode"),
+                f'protocol = "adaptive" selects each cell\'s lr on tuning seeds: it needs mode '
+                f'"tuned", got {mode!r}',
+            )
 
     def compare(self, table: dict[str, Any]) -> str:
         """``[study] compare``: a factor of the study with two levels or more (norm by default)."""

@@ -25,6 +25,11 @@ class PlannedRun:
 
     config: RunConfig
     cell: dict[str, Any]
+    role: str = ""
+    """The adaptive protocol's role: ``tune`` (a tuning seed: selects the lr), ``eval`` (an
+    evaluation seed at the selected lr); '' under the fixed protocol."""
+    round: int = 0
+    """The adaptive protocol's evaluation round (1, 2, ...); 0 for tuning and fixed runs."""
 
     @property
     def cell_key(self) -> str:
@@ -32,13 +37,16 @@ class PlannedRun:
 
 
 def expand(spec: StudySpec) -> list[PlannedRun]:
-    """All runs of ``spec`` in a stable order (cells, then lr, then seed)."""
+    """All runs of ``spec`` in a stable order (cells, then lr, then seed). Under the adaptive
+    protocol these are its tuning runs (``spec.seeds`` are then the tuning seeds); the
+    evaluation rounds are planned as the study runs (``study/rounds.py``)."""
     runs = []
+    role = "tune" if spec.adaptive is not None else ""
     for cell in spec.cells():
         config = spec.cell_config(cell)
         for lr in spec.lr.learning_rates(config.batch_size):
             for seed in spec.seeds:
-                runs.append(PlannedRun(config.replace(lr=lr, seed=seed), cell))
+                runs.append(PlannedRun(config.replace(lr=lr, seed=seed), cell, role))
     if not runs:
         raise NormlabError(f"study {spec.name!r} plans no runs (every combination is excluded)")
     return runs

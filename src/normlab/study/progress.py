@@ -5,7 +5,8 @@ work.
 The runner feeds a :class:`ProgressTracker` (units added, each run dispatched, each result); a
 display renders :meth:`ProgressTracker.snapshot` whenever it refreshes, so the clock ticks while
 nothing finishes (a pack of 25 runs at batch 2 trains for minutes and returns its results all at
-once). The total grows when the lr grid extension adds runs.
+once). The total grows when the lr grid extension or a round of the adaptive protocol adds runs;
+under a budget the display shows the budget spent (earlier invocations included) and left.
 
 Costs are calibrated seconds on one worker (:meth:`.dryrun.Estimate.unit_seconds`); without a
 calibration they are relative only (a run's training examples), and the ETA waits for the first
@@ -89,6 +90,10 @@ class Snapshot:
     """Seconds since the tracker started."""
     eta: float | None
     """Seconds left (:func:`eta_seconds`); None while unknown."""
+    budget: float | None = None
+    """The study's wall-time budget (seconds, all invocations); None: no cap."""
+    budget_spent: float = 0.0
+    """Seconds of the budget spent: earlier invocations' plus this one's elapsed."""
 
 
 @dataclass
@@ -121,6 +126,8 @@ class ProgressTracker:
         self._calibrated = False
         self._calibrated_pace: float | None = None
         self._legs = 0
+        self._budget: float | None = None
+        self._spent_before = 0.0
 
     def set_phase(self, phase: str) -> None:
         with self._lock:
@@ -134,6 +141,12 @@ class ProgressTracker:
             self._calibrated, self._calibrated_pace = True, pace
             for unit, cost in zip(self._units, costs, strict=False):
                 unit.cost = float(cost)
+
+    def set_budget(self, total: float | None, spent_before: float) -> None:
+        """The adaptive protocol's budget (seconds; None: none) and what earlier invocations
+        spent of it; the display shows spent and left."""
+        with self._lock:
+            self._budget, self._spent_before = total, spent_before
 
     def add(self, units: Sequence[Sequence[str]], costs: Sequence[float]) -> None:
         """Units of work (their run ids) to be handed out, with their costs."""
@@ -195,6 +208,8 @@ class ProgressTracker:
                 alone=len(flying) - len(packs),
                 elapsed=now - self._started,
                 eta=eta,
+                budget=self._budget,
+                budget_spent=self._spent_before + now - self._started,
             )
 
 
@@ -224,7 +239,14 @@ def status_text(snapshot: Snapshot) -> str:
     eta = clock_text(snapshot.eta)
     if snapshot.eta is not None and snapshot.eta < 0.5 and snapshot.finished < snapshot.total:
         eta = "overdue"
+    budget = ""
+    if snapshot.budget is not None:
+        left = max(0.0, snapshot.budget - snapshot.budget_spent)
+        budget = (
+            f"  budget {clock_text(snapshot.budget)}: spent {clock_text(snapshot.budget_spent)},"
+            f" left {clock_text(left)}"
+        )
     return (
         f"{snapshot.finished}/{snapshot.total} runs  elapsed {clock_text(snapshot.elapsed)}  "
-        f"ETA {eta}\n{in_flight_text(snapshot)}"
+        f"ETA {eta}{budget}\n{in_flight_text(snapshot)}"
     )

@@ -19,29 +19,30 @@ go without it (the ETA then waits for the first finished unit).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from normlab.data import Dataset, changed_files, data_fingerprint
-from normlab.data.fingerprint import FileRecord
+from normlab.data import Dataset, data_fingerprint
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult, total_steps
 from normlab.train.device import resolve_device
 from normlab.train.model_files import model_files, model_fingerprint
 from normlab.train.model_ref import model_format
 
+from .budget import Budget, CostModel
 from .diagnose import DEFAULT_DIAGNOSTICS
 from .dryrun import Estimate, estimate_time
 from .executors import check_execution, check_options, default_threads, execute
 from .extend import extend_grids
+from .identity import study_id_in
 from .lock import hold_folder
 from .plan import PlannedRun, check_plan, cost_order, expand
 from .progress import ProgressTracker
 from .ray_executor import check_ray_reachable
+from .rounds import RoundsOutcome, check_budget, run_adaptive
 from .spec import StudySpec
 from .store import FINISHED, Store, open_store
 from .work import Execution, dataset_for, work_units
@@ -75,6 +76,8 @@ class StudyOutcome:
     """Runs of this call recorded as diverged (a result, not an error)."""
     first_error: str | None = None
     """The last line of the first failed run's error, for the one-line summary."""
+    rounds: RoundsOutcome | None = None
+    """The adaptive protocol's rounds in this call (None under the fixed protocol)."""
 
 
 def prepare(
@@ -100,7 +103,7 @@ def prepare(
     check_plan(runs, dataset)
     store = open_store(Path(out_dir) / STORE_NAME)
     try:
-        study_id = _study_id(store, spec, out_dir, dataset.files, model_records, force_new)
+        study_id = study_id_in(store, spec, out_dir, dataset.files, model_records, force_new)
     except NormlabError:
         store.close()
         raise
@@ -113,11 +116,11 @@ def prepare(
     if recorded is not None and not recorded[1]:
         model_prints = dict.fromkeys(refs, "")
     runs = [
-        PlannedRun(
-            r.config.replace(
+        replace(
+            r,
+            config=r.config.replace(
                 data_fingerprint=data_print, model_fingerprint=model_prints[r.config.model]
             ),
-            r.cell,
         )
         for r in runs
     ]
@@ -129,63 +132,10 @@ def prepare(
         model_records,
         model_fingerprint(model_records),
     )
+    if spec.adaptive is not None and store.study_spec(study_id) != spec.to_dict():
+        store.set_spec(study_id, spec.to_dict())  # same identity, another budget
     store.add_runs(study_id, runs)
     return store, study_id, cost_order(runs, len(dataset.y_train))
-
-
-def variant_id(study_id: str, data_files: Sequence[FileRecord], model: Sequence[FileRecord]) -> str:
-    """The id of a study added alongside ``study_id`` on other data or model files."""
-    text = "\n".join([study_id, data_fingerprint(data_files), model_fingerprint(model)])
-    return hashlib.sha256(text.encode()).hexdigest()[: len(study_id)]
-
-
-def _study_id(
-    store: Store,
-    spec: StudySpec,
-    out_dir: Path,
-    data_files: Sequence[FileRecord],
-    model: Sequence[FileRecord],
-    force_new: bool,
-) -> str:
-    """The id this spec's study has (or gets) in ``store``, refusing changed files."""
-    studies = store.study_ids()
-    if studies and spec.study_id not in studies and not force_new:
-        held = store.study_name(studies[-1])
-        raise NormlabError(
-            f"{out_dir} holds a different study ({held!r}; this spec is {spec.name!r}): "
-            "use another --out, or --force-new to add this study alongside it"
-        )
-    changed = _changed(store, spec.study_id, data_files, model)
-    if changed is None:
-        return spec.study_id
-    variant = variant_id(spec.study_id, data_files, model)
-    if force_new or (variant in studies and _changed(store, variant, data_files, model) is None):
-        return variant
-    path, kind = changed
-    raise NormlabError(
-        f"{path}: {kind} changed since study {spec.name!r} started in {out_dir} (size or content "
-        "differ); restore the original file, use another --out, or --force-new to start the "
-        "study on the new files alongside"
-    )
-
-
-def _changed(
-    store: Store, study_id: str, data_files: Sequence[FileRecord], model: Sequence[FileRecord]
-) -> tuple[str, str] | None:
-    """(the first data or model file of ``study_id`` that differs now, "data file" or "model
-    file"); None when none does or nothing is recorded (a new study, built-in data, a study
-    recorded before schema v7 for its model)."""
-    recorded_data = store.study_data_files(study_id)
-    if recorded_data is not None:
-        changed = changed_files(recorded_data, data_files)
-        if changed:
-            return changed[0], "data file"
-    recorded_model = store.study_model(study_id)
-    if recorded_model is not None:
-        changed = changed_files(recorded_model[0], model)
-        if changed:
-            return changed[0], "model file"
-    return None
 
 
 def _with_model_format(runs: list[PlannedRun], dataset: Dataset) -> list[PlannedRun]:
@@ -200,7 +150,7 @@ def _with_model_format(runs: list[PlannedRun], dataset: Dataset) -> list[Planned
         for ref in dict.fromkeys(run.config.model for run in runs)
     }
     return [
-        PlannedRun(run.config.replace(model_format=formats[run.config.model]), run.cell)
+        replace(run, config=run.config.replace(model_format=formats[run.config.model]))
         if formats[run.config.model]
         else run
         for run in runs
@@ -271,14 +221,19 @@ def _run_held(
     with store:
         statuses = store.statuses()
         todo = [run for run in runs if statuses[run.config.run_id] not in FINISHED]
+        finished_before = len(runs) - len(todo)
+        if spec.adaptive is not None:  # its evaluation runs are not in the plan
+            finished_before = sum(r["status"] in FINISHED for r in store.records(study_id))
         by_id = {run.config.run_id: run for run in todo}
         if progress.on_start:
-            progress.on_start(len(todo), len(runs) - len(todo))
+            progress.on_start(len(todo), finished_before)
         tracker = progress.tracker
         # The executors cut the same units from the same configs (work.work_units).
         units = work_units([run.config for run in todo], execution.pack)
         tracker.add([[c.run_id for c in unit] for unit in units], unit_costs(units))
         estimate = None
+        adaptive = spec.adaptive
+        calibrate = calibrate or (adaptive is not None and adaptive.budget is not None)
         # Ray trains on the cluster's machines: timing this one would say nothing about them.
         if calibrate and todo and executor == "local" and _on_cpu(execution):
             tracker.set_phase("calibrating")
@@ -303,14 +258,14 @@ def _run_held(
             if progress.on_result:
                 progress.on_result(by_id[config.run_id], result)
 
-        def train(batch: list[PlannedRun]) -> None:
+        def train(batch: list[PlannedRun], phase: str | None = None) -> None:
             by_id.update((run.config.run_id, run) for run in batch)
-            if batch is not todo:  # runs the lr grid extension added: the total grows
+            if batch is not todo:  # runs the grid extension or a round added: the total grows
                 added = work_units([run.config for run in batch], execution.pack)
                 tracker.add(
                     [[c.run_id for c in unit] for unit in added], unit_costs(added, estimate)
                 )
-            tracker.set_phase("training" if batch is todo else "extending lr grids")
+            tracker.set_phase(phase or ("training" if batch is todo else "extending lr grids"))
             execute(
                 executor,
                 [run.config for run in batch],
@@ -322,11 +277,24 @@ def _run_held(
                 execution=observed(execution, spec, out_dir),
             )
 
-        extended = 0
+        extended, rounds = 0, None
+        if adaptive is not None:
+            spent = sum(store.legs(study_id))
+            budget = Budget(adaptive.budget_seconds, spent, time.perf_counter, started)
+            records = store.records(study_id)
+            costs = CostModel(
+                _unit_cost(estimate), workers or os.cpu_count() or 1, execution.pack, records
+            )
+            check_budget(spec, runs, records, costs, budget)  # refused: no leg, nothing trained
+            tracker.set_budget(budget.total, spent)
         try:
-            train(todo)
-            # Cells whose selected lr sits at a grid edge get values beyond it (study/extend.py).
-            extended = extend_grids(spec, store, runs, train, study_id)
+            if adaptive is not None:  # tuning, then evaluation rounds (study/rounds.py)
+                rounds = run_adaptive(spec, store, study_id, runs, todo, train, costs, budget)
+                extended = rounds.trained - len(todo)
+            else:
+                train(todo)
+                # Cells whose selected lr sits at a grid edge get values beyond it (extend.py).
+                extended = extend_grids(spec, store, runs, train, study_id)
         finally:
             # Runs still marked running did not finish (interrupt or crash): retry on resume.
             store.mark_pending(by_id)
@@ -337,11 +305,12 @@ def _run_held(
         out_dir / STORE_NAME,
         planned=len(runs),
         trained=len(todo) + extended,
-        skipped=len(runs) - len(todo),
+        skipped=finished_before,
         wall_time=time.perf_counter() - started,
         failed=counts["failed"],
         diverged=counts["diverged"],
         first_error=errors[0] if errors else None,
+        rounds=rounds,
     )
 
 
@@ -377,6 +346,11 @@ def _calibrate(
     }
     store.set_estimate(study_id, record)
     return estimate
+
+
+def _unit_cost(estimate: Estimate | None) -> Callable[[list[RunConfig]], float | None]:
+    """The calibrated one-worker seconds of a unit (None without a calibration)."""
+    return (lambda unit: None) if estimate is None else estimate.unit_seconds
 
 
 def _on_cpu(execution: Execution) -> bool:

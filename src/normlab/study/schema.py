@@ -8,7 +8,7 @@ from pathlib import Path
 
 from normlab.errors import NormlabError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 MIGRATIONS: dict[int, str] = {
@@ -86,6 +86,10 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE studies ADD COLUMN model_files TEXT;
     ALTER TABLE studies ADD COLUMN model_fingerprint TEXT;
     """,
+    8: """
+    ALTER TABLE runs ADD COLUMN role TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN round INTEGER NOT NULL DEFAULT 0;
+    """,
 }
 """Version -> SQL that brings a store from version - 1 to version.
 
@@ -106,7 +110,10 @@ without calibration.
 v7: the model files a study was planned on (``studies.model_files``, JSON list as for data, with
 ``<distribution>==<version>`` entries for installed packages) and the model fingerprint its runs
 carry (``studies.model_fingerprint``); both NULL for studies recorded before v7, which adopt the
-current files on their next resume and keep their runs' ids (fingerprint "")."""
+current files on their next resume and keep their runs' ids (fingerprint "").
+v8: the adaptive protocol's role of each run (``runs.role``: ``tune`` for a tuning-seed run,
+``eval`` for an evaluation-seed run, '' for runs of the fixed protocol and every run recorded
+before v8) and its evaluation round (``runs.round``: 1, 2, ...; 0 for tuning and fixed runs)."""
 
 
 def read_version(path: str | Path) -> int:

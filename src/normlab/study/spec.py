@@ -100,6 +100,7 @@ from typing import Any
 from normlab.train import RunConfig
 
 from .locate import KeyPath, SpecOrigin
+from .protocol import AdaptiveProtocol
 
 RUN_FIELDS = {f.name for f in fields(RunConfig)}
 
@@ -215,8 +216,17 @@ class StudySpec:
     compare: str = "norm"
     """The factor the study's question is about; its first level is the baseline of the tables,
     tests and verdict (``bn`` for ``norm``)."""
+    adaptive: AdaptiveProtocol | None = None
+    """``[study] protocol = "adaptive"``: tuning seeds select each cell's lr, evaluation seeds
+    train in rounds until the comparisons resolve (:mod:`.protocol`); None: the fixed protocol
+    (every lr with every seed of ``seeds``)."""
     origin: SpecOrigin = field(default_factory=SpecOrigin, compare=False, repr=False)
     """File and key lines the spec came from, for error messages; not part of its identity."""
+
+    @property
+    def protocol(self) -> str:
+        """``fixed`` or ``adaptive``."""
+        return "fixed" if self.adaptive is None else "adaptive"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,6 +239,8 @@ class StudySpec:
             "exclude": [dict(e) for e in self.exclude],
             # The default is left out so that specs written before the key keep their study id.
             **({"compare": self.compare} if self.compare != "norm" else {}),
+            # Fixed-protocol specs carry no "study" key: their ids stay what they were.
+            **({"study": self.adaptive.to_dict()} if self.adaptive is not None else {}),
         }
 
     @property
@@ -239,8 +251,12 @@ class StudySpec:
 
     @property
     def study_id(self) -> str:
-        """Content hash of the spec: a study's identity in the store."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Content hash of the spec: a study's identity in the store. The adaptive protocol's
+        budget is left out: the same study with a larger budget resumes and continues."""
+        values = self.to_dict()
+        if "study" in values:
+            values["study"] = {k: v for k, v in values["study"].items() if k != "budget"}
+        text = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property

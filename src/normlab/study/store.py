@@ -168,6 +168,15 @@ class Store:
         ).fetchone()
         return None if row is None or row[0] is None else json.loads(row[0])
 
+    def set_spec(self, study_id: str, spec: dict[str, Any]) -> None:
+        """Replace the stored spec of ``study_id`` by one of the same identity (the adaptive
+        protocol's budget is not part of it: a rerun with a larger budget records the new one)."""
+        with self.connection:
+            self.connection.execute(
+                "UPDATE studies SET spec = ? WHERE study_id = ?",
+                (json.dumps(spec, sort_keys=True), study_id),
+            )
+
     def study_spec(self, study_id: str) -> dict[str, Any]:
         row = self.connection.execute(
             "SELECT spec FROM studies WHERE study_id = ?", (study_id,)
@@ -179,17 +188,31 @@ class Store:
     # -- runs ------------------------------------------------------------------------------
     def add_runs(self, study_id: str, runs: Iterable[PlannedRun]) -> None:
         """Register a study's planned runs; a run already present (from this or another study)
-        keeps its state and is only linked to ``study_id``."""
+        keeps its state and is only linked to ``study_id``. A run the fixed protocol recorded
+        (role '') that an adaptive study plans takes the adaptive role and round: the same
+        training is a tuning or evaluation run of the adaptive study (its seed says which)."""
         runs = list(runs)
         now = time.time()
         with self.connection:
             self.connection.executemany(
-                "INSERT OR IGNORE INTO runs (run_id, study_id, config, cell, status, updated_at)"
-                " VALUES (?, ?, ?, ?, 'pending', ?)",
+                "INSERT OR IGNORE INTO runs (run_id, study_id, config, cell, status, updated_at,"
+                " role, round) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
                 [
-                    (run.config.run_id, study_id, run.config.to_json(), run.cell_key, now)
+                    (
+                        run.config.run_id,
+                        study_id,
+                        run.config.to_json(),
+                        run.cell_key,
+                        now,
+                        run.role,
+                        run.round,
+                    )
                     for run in runs
                 ],
+            )
+            self.connection.executemany(
+                "UPDATE runs SET role = ?, round = ? WHERE run_id = ? AND role = ''",
+                [(run.role, run.round, run.config.run_id) for run in runs if run.role],
             )
             self.connection.executemany(
                 "INSERT OR IGNORE INTO study_runs VALUES (?, ?, ?)",

@@ -1,0 +1,163 @@
+"""The dry run of an adaptive study: its rounds inside the budget, and what each look could detect.
+
+The plan is the worst case for time: every context stays open until ``max_seeds``, so every
+round after the first trains ``round_seeds`` more seeds for every cell (a study whose
+comparisons resolve early stops sooner). Each round's time is the planner's prediction
+(:class:`.budget.CostModel` on the dry run's calibration), so the rounds marked as fitting (with the
+planner's headroom) are those the budget would start if nothing resolved.
+
+The minimum detectable effect at a look of n evaluation seeds is the half-width of the repeated
+confidence interval there, ``critical(n) * sd / sqrt(n)`` (:meth:`SequentialDesign.critical`,
+Bonferroni over the study's comparisons), under a *stated* assumption: the standard deviation of
+paired differences across seeds is :data:`ASSUMED_SD` (1 point of accuracy; a pilot round
+measures the real one, and the report gives the measured detectable effect).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from normlab.analysis.summary import cell_key, context
+from normlab.data import Dataset
+
+from .budget import CostModel, with_headroom
+from .dryrun import Estimate, describe_plan
+from .plan import PlannedRun
+from .protocol import duration_text
+from .rounds import round1_stand_in
+from .spec import StudySpec
+
+ASSUMED_SD = 0.01
+"""Assumed sd of paired differences (baseline - alternative) across seeds: 1 point."""
+
+
+def comparisons(spec: StudySpec) -> int:
+    """The study's comparisons: each level of the compared factor but the baseline, in each
+    context (the family the design corrects over)."""
+    baseline = spec.baseline
+    contexts: dict[str, list[Any]] = {}
+    for cell in spec.cells():
+        contexts.setdefault(cell_key(context(cell, spec.compare)), []).append(
+            cell.get(spec.compare)
+        )
+    return sum(
+        len([level for level in levels if level != baseline])
+        for levels in contexts.values()
+        if baseline in levels
+    )
+
+
+def describe_adaptive_plan(
+    spec: StudySpec,
+    runs: list[PlannedRun],
+    dataset: Dataset,
+    estimate: Estimate | None,
+    pack: str,
+    workers: int,
+) -> list[str]:
+    """The dry-run report of an adaptive study (``runs``: its tuning runs)."""
+    assert spec.adaptive is not None
+    adaptive = spec.adaptive
+    lines = describe_plan(spec, runs, dataset, estimate, pack)[:-1]  # its last line: "Dry run"
+    family = comparisons(spec)
+    design = adaptive.design(comparisons=max(1, family))
+    budget = adaptive.budget_seconds
+    tuning_seeds = ", ".join(map(str, adaptive.tuning_seed_values()))
+    lines += [
+        f"Protocol: adaptive. Tuning seeds {tuning_seeds} train every lr of each cell's grid "
+        "(the runs above) and select its lr on validation accuracy; evaluation seeds 0, 1, ... "
+        "train afresh at the selected lr, in rounds, and only they are compared.",
+        f"Comparisons: {family} ({spec.compare} levels against {spec.baseline} in each context); "
+        f"family-wise alpha {adaptive.alpha:g} over them and every look; resolved when "
+        f"significant or equivalent within +-{adaptive.margin * 100:g} points.",
+        f"Time budget: {adaptive.budget or 'none'}"
+        + (
+            ""
+            if budget is not None
+            else f" (rounds go on until every comparison resolves or {adaptive.max_seeds} seeds)"
+        ),
+    ]
+    costs = CostModel(estimate.unit_seconds, workers, pack) if estimate is not None else None
+    template = [config for config in round1_stand_in(spec, runs) if config.seed == 0]
+    cells = len(template)  # one config per cell: a run's cost does not depend on its lr
+    rows = [("phase", "seeds", "runs", "est. time", "cumulative", "MDE (sd 1 point)", "")]
+    total = 0.0
+    fits_until = "tuning" if budget is None else None
+    phases: list[tuple[str, int, list[Any]]] = [("tuning", 0, [run.config for run in runs])]
+    previous = 0
+    for round_index, look in enumerate(design.looks(), start=1):
+        seeds = range(previous, look)
+        configs = [config.replace(seed=seed) for config in template for seed in seeds]
+        phases.append((f"round {round_index}", look, configs))
+        previous = look
+    for name, look, configs in phases:
+        seconds = costs.predict(configs) if costs is not None else None
+        total += seconds or 0.0
+        fits = ""
+        if budget is not None and seconds is not None:
+            fits = "fits" if with_headroom(total) <= budget else "over"
+        if fits == "fits":
+            fits_until = name
+        mde = f"{design.detectable(look, ASSUMED_SD) * 100:.2f} points" if look else "-"
+        rows.append(
+            (
+                name,
+                str(look) if look else ", ".join(map(str, adaptive.tuning_seed_values())),
+                str(len(configs)),
+                duration_text(seconds) if seconds is not None else "?",
+                duration_text(total) if costs is not None else "?",
+                mde,
+                fits,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines.append(
+        f"Rounds, worst case (every context open until {adaptive.max_seeds} seeds; "
+        f"{cells} cells each round):"
+    )
+    lines += [
+        "  " + "  ".join(f"{v:<{w}}" for v, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.append(
+        f"MDE: the smallest paired difference a look resolves as significant, "
+        f"critical(n) x sd / sqrt(n), assuming an sd of paired differences of "
+        f"{ASSUMED_SD * 100:g} point across seeds (stated, not measured)."
+    )
+    if budget is not None:
+        if fits_until is None:
+            lines.append(
+                f"Within {adaptive.budget}: not even tuning and round 1 fit; the study would be "
+                "refused before training (see the estimated times above)."
+            )
+        elif fits_until in ("tuning", "round 1"):
+            lines.append(
+                f"Within {adaptive.budget}: only through {fits_until}; tuning and round 1 must "
+                "both fit or the study is refused before training."
+            )
+        elif fits_until == phases[-1][0]:
+            lines.append(
+                f"Within {adaptive.budget}: every round, even if no comparison resolves before "
+                f"{adaptive.max_seeds} seeds."
+            )
+        else:
+            lines.append(
+                f"Within {adaptive.budget}: tuning and rounds through {fits_until} (if nothing "
+                "resolves sooner); later rounds wait for a larger budget (the same command)."
+            )
+    lines.append("Dry run: nothing was trained or written.")
+    return lines
+
+
+def dry_run_lines(
+    spec: StudySpec,
+    runs: list[PlannedRun],
+    dataset: Dataset,
+    estimate: Estimate | None,
+    pack: str,
+    workers: int,
+) -> list[str]:
+    """The dry run of either protocol (``--dry-run`` of ``run`` and ``study``)."""
+    if spec.adaptive is None:
+        return describe_plan(spec, runs, dataset, estimate, pack)
+    return describe_adaptive_plan(spec, runs, dataset, estimate, pack, workers)

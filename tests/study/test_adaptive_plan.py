@@ -1,0 +1,52 @@
+"""The adaptive dry run: rounds, runs, estimated times inside the budget, detectable effects."""
+
+from __future__ import annotations
+
+from normlab.study import spec_from_dict
+from normlab.study.adaptive_plan import ASSUMED_SD, comparisons, dry_run_lines
+from normlab.study.dryrun import estimate_time
+from normlab.study.plan import check_study
+
+SPEC = {
+    "study": {"protocol": "adaptive", "tuning_seeds": 1, "max_seeds": 9, "budget": "{budget}"},
+    "run": {
+        "dataset": "synthetic",
+        "dataset_options": {"num_examples": 200, "num_classes": 4, "size": 8, "noise": 0.8},
+        "depth": 8,
+        "widths": [4, 8, 8],
+        "epochs": 1,
+    },
+    "factors": {"norm": ["bn", "gn", "ln"], "batch_size": [8, 32]},
+    "lr": {"grid": [0.03, 0.1], "extend": 0},
+}
+
+
+def plan(budget: str) -> tuple[list[str], object]:
+    values = {**SPEC, "study": {**SPEC["study"], "budget": budget}}
+    spec = spec_from_dict(values)
+    runs, dataset = check_study(spec)
+    estimate = estimate_time(runs, dataset, workers=1, pack="off")
+    return dry_run_lines(spec, runs, dataset, estimate, "off", 1), spec
+
+
+def test_the_plan_lists_every_look_with_its_detectable_effect():
+    lines, spec = plan("1h")
+    assert comparisons(spec) == 4  # gn and ln against bn at two batch sizes
+    design = spec.adaptive.design(comparisons=4)
+    rows = [line.split() for line in lines if line.lstrip().startswith(("tuning", "round"))]
+    assert [row[0] for row in rows] == ["tuning"] + ["round"] * len(design.looks())
+    previous = 0
+    for row, look in zip(rows[1:], design.looks(), strict=True):
+        # round, number, seeds at the look, runs: the new seeds of each of the 6 cells
+        assert (int(row[2]), int(row[3])) == (look, 6 * (look - previous))
+        assert f"{design.detectable(look, ASSUMED_SD) * 100:.2f}" in row
+        previous = look
+    assert all(row[-1] == "fits" for row in rows)
+    assert "Within 1h: every round" in lines[-2] and lines[-1].startswith("Dry run")
+
+
+def test_a_small_budget_marks_the_rounds_it_cannot_start():
+    lines, _ = plan("1s")
+    rows = [line.split() for line in lines if line.lstrip().startswith(("tuning", "round"))]
+    assert rows[-1][-1] == "over"
+    assert "refused before training" in lines[-2]
