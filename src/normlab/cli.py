@@ -47,6 +47,7 @@ from normlab.study import (
 from normlab.study.dryrun import describe_plan, estimate_time
 from normlab.study.executors import check_execution
 from normlab.study.lock import hold_folder, refuse_if_held
+from normlab.study.packrule import load_choices
 from normlab.study.plan import check_study
 from normlab.study.progress import ProgressTracker, status_text
 from normlab.study.ray_executor import check_ray_reachable
@@ -212,7 +213,9 @@ def _plan_or_run(
         runs, dataset = check_study(spec, data_option=data_option)
         workers = execution["workers"] or os.cpu_count() or 1
         pack = execution["pack"]
-        estimate = estimate_time(runs, dataset, workers, execution["threads"], pack)
+        # A folder that already holds a study shows the pack sizes it recorded (packrule.py).
+        recorded = load_choices(execution["out_dir"]) if pack == "auto" else {}
+        estimate = estimate_time(runs, dataset, workers, execution["threads"], pack, recorded)
         for line in describe_plan(spec, runs, dataset, estimate, pack):
             stdout.print(line, markup=False, soft_wrap=True)
         return

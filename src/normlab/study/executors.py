@@ -194,7 +194,7 @@ def run_local(
     check_options("local", workers, threads)
     threads = threads or threads_per_worker(workers)
     on_dispatch = on_dispatch or (lambda config: None)
-    units = work_units(configs, execution.pack)
+    units = work_units(configs, execution.pack, dict(execution.pack_sizes))
     if workers == 1 or len(units) <= 1:
         for unit in units:
             for config in unit:
