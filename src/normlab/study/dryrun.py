@@ -35,13 +35,11 @@ import torch
 import torch.nn.functional as F
 
 from normlab.data import Dataset, batches_per_epoch, epoch_order
-from normlab.norms import norm_entry
 from normlab.train import RunConfig, accuracy, build_model, build_optimizer, total_steps
 from normlab.train.evaluate import chunks
-from normlab.train.packed import can_pack
+from normlab.train.packed import build_packed, can_pack
 from normlab.train.packed_data import RunStreams, packed_batches
 from normlab.train.packed_eval import correct_counts
-from normlab.train.packed_model import PackedModel
 from normlab.train.packed_optim import PackedOptimizer
 
 from .plan import PlannedRun
@@ -166,11 +164,7 @@ def _time_packed_steps(configs: list[RunConfig], dataset: Dataset) -> _Timing:
     """:func:`_time_steps` for a pack of ``configs``: seconds per packed step (all K runs) and
     per validation example evaluated by all K runs at once."""
     started = time.perf_counter()
-    models = []
-    for config in configs:
-        torch.manual_seed(config.seed)
-        models.append(build_model(config, dataset))
-    packed = PackedModel(models, norm_entry(configs[0].norm).packing)
+    packed, _ = build_packed(configs, dataset)
     parameters = list(packed.parameters())
     optimizer = PackedOptimizer(parameters, [p.ndim > 1 for p in parameters], configs, 1000)
     setup = time.perf_counter() - started
