@@ -58,6 +58,7 @@ from .gradients import packed_gradient_norms
 from .optim import learning_rate_factor
 from .packed_data import RunStreams, packed_batches
 from .packed_eval import correct_counts, finish, precise_test_accuracies
+from .packed_func import FunctionalPackedModel
 from .packed_model import PackedModel
 from .packed_optim import PackedOptimizer
 from .result import EpochRecord, RunResult, TrainingTrace
@@ -75,16 +76,21 @@ PER_RUN_FIELDS = (
 """Config fields runs of one pack may differ in (bn_momentum through the norm's options: runs
 whose norms end up with the same running momentum pack together)."""
 
-PACKABLE_MODELS = ("resnet",)
-"""Architectures the packer handles (``RunConfig.model``; today's configs have none: resnet)."""
+CHANNEL_PACKED_MODELS = ("resnet",)
+"""Architectures the channel packer (``packed_model.py``) trains; every other model the study
+can build trains through the general packer (``packed_func.py``)."""
 
 
 def can_pack(config: RunConfig) -> tuple[bool, str]:
     """Whether ``config`` can train inside a pack, and why not when it cannot."""
     model = getattr(config, "model", "resnet")
-    if model not in PACKABLE_MODELS:
-        return False, f"model {model!r} has no packed form (packed: {', '.join(PACKABLE_MODELS)})"
     entry = norm_entry(config.norm)
+    if model not in CHANNEL_PACKED_MODELS:
+        if entry.vmap_problem is not None:
+            return False, f"norm {config.norm!r} cannot be packed: {entry.vmap_problem}"
+        if config.agc_clip is not None:
+            return False, "agc_clip is not packed yet"
+        return True, ""
     if entry.packing is None:
         return False, f"norm {config.norm!r} declares no packed form"
     if config.init != "default":
@@ -132,6 +138,23 @@ def check_pack(configs: Sequence[RunConfig]) -> str:
     return keys[0]
 
 
+def build_packed(
+    configs: Sequence[RunConfig], dataset: Dataset
+) -> tuple[PackedModel | FunctionalPackedModel, list[torch.nn.Module]]:
+    """The pack's model, and each run's own model as built alone (``engine.build_model`` after
+    ``torch.manual_seed(seed)``, as ``train_run``): the channel packer for the write-up's
+    ResNet, the general packer for any other model. The global RNG state each build leaves is
+    the stream the run's plain ``nn.Dropout`` layers draw from alone (``packed_func.py``)."""
+    models, states = [], []
+    for config in configs:
+        torch.manual_seed(config.seed)
+        models.append(build_model(config, dataset))
+        states.append(torch.get_rng_state())
+    if configs[0].model in CHANNEL_PACKED_MODELS:
+        return PackedModel(models, norm_entry(configs[0].norm).packing), models
+    return FunctionalPackedModel(models, states), models
+
+
 def train_packed(
     configs: Sequence[RunConfig],
     dataset: Dataset | None = None,
@@ -158,13 +181,10 @@ def train_packed(
         check_config(config, dataset)
     dataset = dataset_on(dataset, device)
     count = len(configs)
-    models = []
-    for config in configs:
-        torch.manual_seed(config.seed)
-        models.append(build_model(config, dataset))
-    packed = PackedModel(models, norm_entry(configs[0].norm).packing).to(device)
+    packed, models = build_packed(configs, dataset)
+    packed = packed.to(device)
     initial_buffers = {name: b.clone() for name, b in packed.named_buffers()}
-    parameters = dict(packed.network.named_parameters())
+    parameters = packed.stacked_parameters()
     own_dimensions = {name: p.ndim for name, p in models[0].named_parameters()}
     steps_total = total_steps(configs[0], len(dataset.y_train))
     optimizer = PackedOptimizer(

@@ -130,6 +130,11 @@ class PackedModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
 
+    def stacked_parameters(self) -> dict[str, nn.Parameter]:
+        """Every parameter of the packed network (K runs' tensors along the first dimension),
+        by its name in a run's own model (the packed layers keep the names)."""
+        return dict(self.network.named_parameters())
+
     def unpack_into(self, index: int, model: nn.Module) -> None:
         """Write run ``index``'s slice of every tensor into ``model`` (that run's own model)."""
         layers = dict(model.named_modules())

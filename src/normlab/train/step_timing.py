@@ -21,16 +21,15 @@ import torch
 import torch.nn.functional as F
 
 from normlab.data import Dataset, epoch_order
-from normlab.norms import norm_entry
 
 from .config import RunConfig
 from .device import dataset_on
 from .engine import build_model
 from .evaluate import accuracy, chunks
 from .optim import build_optimizer
+from .packed import build_packed
 from .packed_data import RunStreams, packed_batches
 from .packed_eval import correct_counts
-from .packed_model import PackedModel
 from .packed_optim import PackedOptimizer
 
 WARMUP_STEPS = 2
@@ -126,11 +125,7 @@ def time_packed(
     configs = list(configs)
     dataset = dataset_on(dataset, device)
     started = time.perf_counter()
-    models = []
-    for config in configs:
-        torch.manual_seed(config.seed)
-        models.append(build_model(config, dataset))
-    packed = PackedModel(models, norm_entry(configs[0].norm).packing).to(device)
+    packed = build_packed(configs, dataset)[0].to(device)  # the packer train_packed uses
     parameters = list(packed.parameters())
     optimizer = PackedOptimizer(parameters, [p.ndim > 1 for p in parameters], configs, 1000)
     setup = time.perf_counter() - started
