@@ -130,14 +130,16 @@ def execution_options(command):
         show_default=True,
         type=click.Choice(PACK_MODES),
         help="auto: train the compatible runs of a cell (same model, norm, batch size, budget) "
-        "as one grouped model, several times faster at small batch sizes; off: one by one.",
+        "as one packed model where the calibration measures it faster (the pack size is "
+        "recorded in OUT/pack_rule.json and reused on resume); off: one by one.",
     )(command)
     command = click.option(
         "--device",
         default="auto",
         show_default=True,
         type=click.Choice(DEVICES),
-        help="Where runs train; auto: cuda when torch.cuda.is_available(), else cpu.",
+        help="Where runs train; auto: cuda when torch.cuda.is_available(), else cpu. On CUDA "
+        "TF32 is off and cuDNN deterministic; NORMLAB_TF32=1 turns TF32 on (faster, less exact).",
     )(command)
     return command
 
