@@ -15,6 +15,11 @@ first times the study's configurations as the dry run does (:func:`.dryrun.estim
 units' calibrated costs drive the tracker's ETA, and the estimate is kept in the store for the
 report. The calibration times the CPU: runs on a GPU, or a configuration that cannot be timed,
 go without it (the ETA then waits for the first finished unit).
+
+Pack sizes (``--pack auto``) are decided before the units are cut: recorded in the folder by
+an earlier leg, else measured by the calibration, else the fixed rule
+(``calibrate.decide_pack_sizes``, ``packrule.py``); the executors receive them in
+``Execution.pack_sizes``.
 """
 
 from __future__ import annotations
