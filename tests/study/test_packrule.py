@@ -155,6 +155,12 @@ def test_decided_sizes_prefer_the_record_then_the_measurement(tmp_path):
     assert set(json.loads((tmp_path / PACK_RULE_FILE).read_text())["choices"]) == {bn, gn}
     off = decide_pack_sizes(Execution(pack="off"), configs, {}, measured, tmp_path / "off")
     assert off.pack_sizes == () and not (tmp_path / "off").exists()
+    # Nothing recorded or measured (Ray, a GPU): the fixed rule, recorded as such.
+    other = cell(3, model="resnet20")
+    (tmp_path / "fixed").mkdir()
+    fixed = decide_pack_sizes(Execution(), configs + other, {}, {}, tmp_path / "fixed")
+    assert dict(fixed.pack_sizes) == {bn: 32, gn: 32, key_of(other[0]): 1}  # 16384 // (8 x 64)
+    assert load_choices(tmp_path / "fixed")[key_of(other[0])].source == "fixed"
 
 
 def spec(seeds: list[int]) -> dict:
