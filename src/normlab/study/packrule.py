@@ -213,7 +213,7 @@ def record_choices(folder: Path | str, choices: Mapping[str, PackChoice]) -> Non
     """Add ``choices`` to ``folder``'s record; a key already recorded keeps its choice (the
     pack size decided a study's numbers, so it is never re-measured differently)."""
     recorded = load_choices(folder)
-    merged = {**{k: v for k, v in choices.items()}, **recorded}
+    merged = {**choices, **recorded}
     if merged.keys() == recorded.keys():
         return
     path = Path(folder) / PACK_RULE_FILE

@@ -98,14 +98,18 @@ def _row(
         steps=steps,
         schedule="constant",
     )
-    timing = dict(steps=steps, seconds=math.inf, eval_examples=0, device=device)
-    alone = time_alone(config, dataset, **timing)  # type: ignore[arg-type]
+    alone = time_alone(
+        config, dataset, steps=steps, seconds=math.inf, eval_examples=0, device=device
+    )
     packable, reason = can_pack(config)
     packed: dict[int, float] = {}
     if packable:
         for size in pack_sizes:
             configs = [config.replace(seed=seed) for seed in range(size)]
-            packed[size] = time_packed(configs, dataset, **timing).step  # type: ignore[arg-type]
+            timing = time_packed(
+                configs, dataset, steps=steps, seconds=math.inf, eval_examples=0, device=device
+            )
+            packed[size] = timing.step
     return ModelBenchRow(
         model=ref,
         norm=norm,

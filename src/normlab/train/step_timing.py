@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -64,13 +64,13 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _median_steps(step: object, steps: int, seconds: float, device: str) -> float:
+def _median_steps(step: Callable[[int], None], steps: int, seconds: float, device: str) -> float:
     """Median seconds of ``step(i)`` over at most ``steps`` timed calls after the warm-up."""
     durations: list[float] = []
     for index in range(WARMUP_STEPS + steps):
         _synchronize(device)
         started = time.perf_counter()
-        step(index)  # type: ignore[operator]
+        step(index)
         _synchronize(device)
         durations.append(time.perf_counter() - started)
         if index >= WARMUP_STEPS and sum(durations[WARMUP_STEPS:]) > seconds:
