@@ -77,8 +77,10 @@ def test_candidate_sizes_double_up_to_the_runs_the_cap_and_the_memory_bound():
     assert candidate_sizes(15, 2, 64) == [2, 4, 8, 15]
     assert candidate_sizes(16, 2, 64) == [2, 4, 8, 16]
     assert candidate_sizes(500, 2, 64)[-1] == MAX_PACK_SIZE
-    assert candidate_sizes(64, 128, 32 * 32) == [2, 4]  # 4 x 128 x 1024 = 2**19 pixels
-    assert candidate_sizes(64, 512, 32 * 32) == []  # even 2 runs exceed the bound
+    assert candidate_sizes(64, 32, 64) == [2, 4, 8]  # 8 x 32 = 256 images per packed step
+    assert candidate_sizes(64, 128, 32 * 32) == [2]
+    assert candidate_sizes(64, 4, 256 * 256) == [2]  # 2 x 4 x 65536 = 2**19 pixels
+    assert candidate_sizes(64, 256, 32 * 32) == []  # even 2 runs exceed the bound
     assert candidate_sizes(1, 2, 64) == []
 
 

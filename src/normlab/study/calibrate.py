@@ -15,7 +15,7 @@ from typing import Any
 
 from normlab.data import Dataset
 from normlab.train import RunConfig
-from normlab.train.step_timing import StepTiming, time_alone, time_packed
+from normlab.train.step_timing import EVAL_EXAMPLES, StepTiming, time_alone, time_packed
 
 from .packrule import (
     PackChoice,
@@ -54,7 +54,9 @@ def largest_groups(configs: Sequence[RunConfig], dataset: Dataset) -> dict[str, 
 def measure_choice(group: Sequence[RunConfig], dataset: Dataset, timings: Timings) -> PackChoice:
     """Time ``group``'s configuration alone, then packed at 2, 4, 8, ... runs while a size is
     faster than the best before it (:func:`~.packrule.keep_doubling`); the choice from the step
-    times (:func:`~.packrule.choose_pack_size`). Every timing is added to ``timings``."""
+    times (:func:`~.packrule.choose_pack_size`). Every timing is added to ``timings``; a pack
+    evaluates fewer examples per run as K grows (the same images evaluated in all), so that
+    timing the evaluation costs about as much at every K."""
     key = calibration_key(group[0])
     height, width = dataset.input_shape[1:]
     alone = timings.get((*key, 1)) or time_alone(group[0], dataset)
@@ -63,7 +65,9 @@ def measure_choice(group: Sequence[RunConfig], dataset: Dataset, timings: Timing
     for size in candidate_sizes(len(group), group[0].batch_size, height * width):
         if not keep_doubling({k: k * alone.step / s for k, s in steps.items()}):
             break
-        timing = timings.get((*key, size)) or time_packed(list(group[:size]), dataset)
+        timing = timings.get((*key, size)) or time_packed(
+            list(group[:size]), dataset, eval_examples=max(16, EVAL_EXAMPLES // size)
+        )
         timings[(*key, size)] = timing
         steps[size] = timing.step
     return choose_pack_size(alone.step, steps)

@@ -40,6 +40,12 @@ MAX_PACK_SIZE = 64
 MAX_PACKED_PIXELS = 2**19
 """Memory bound: K * batch_size * H * W <= this (512 images of 32x32 per packed step): a pack's
 activations grow with K x batch x pixels, so no pack size beyond it is tried."""
+MAX_PACKED_IMAGES = 256
+"""Pack sizes tried: K * batch_size <= this. A packed step of 256 images is arithmetic, not
+overhead, and packing does not reduce arithmetic: in every row of the ``normlab bench --model``
+table (``docs/BENCHMARKS.md``) the best K had K x batch <= 256. The bound keeps the calibration
+short: a ResNet-20 step of 512 CIFAR images takes seconds on one thread, and the default study
+on CIFAR-10 took over 10 minutes to calibrate without it."""
 PLATEAU = 1.05
 """Doubling K stops once a size is not this much faster than the best so far."""
 PACK_PIXEL_BUDGET = 16_384
@@ -151,8 +157,14 @@ def fallback_choice(config: RunConfig, image_pixels: int) -> PackChoice:
 
 def candidate_sizes(runs: int, batch_size: int, image_pixels: int) -> list[int]:
     """Pack sizes worth timing for a configuration of ``runs`` runs: 2, 4, 8, ... below the
-    cap, then the cap (the runs, :data:`MAX_PACK_SIZE` and :data:`MAX_PACKED_PIXELS`)."""
-    cap = min(runs, MAX_PACK_SIZE, MAX_PACKED_PIXELS // max(1, batch_size * image_pixels))
+    cap, then the cap (the runs, :data:`MAX_PACK_SIZE`, :data:`MAX_PACKED_IMAGES` and
+    :data:`MAX_PACKED_PIXELS`)."""
+    cap = min(
+        runs,
+        MAX_PACK_SIZE,
+        MAX_PACKED_IMAGES // max(1, batch_size),
+        MAX_PACKED_PIXELS // max(1, batch_size * image_pixels),
+    )
     sizes, size = [], 2
     while size < cap:
         sizes.append(size)
