@@ -108,7 +108,7 @@ def fake_timers(monkeypatch, alone: float, packed: dict[int, float]) -> list[int
     def time_alone(config, dataset):
         return StepTiming(0.1, alone, 1e-4)
 
-    def time_packed(configs, dataset):
+    def time_packed(configs, dataset, eval_examples=128):
         timed.append(len(configs))
         return StepTiming(0.2, packed[len(configs)], 1e-4 * len(configs))
 
