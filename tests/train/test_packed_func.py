@@ -25,7 +25,8 @@ from normlab.models.registry import MODELS
 from normlab.norms import make_norm, norm_entry, norm_names
 from normlab.train import RunConfig, build_model, train_run
 from normlab.train.packed import build_packed, can_pack, train_packed
-from normlab.train.packed_func import FunctionalPackedModel
+from normlab.train.packed_func import FunctionalPackedModel, PackRefused
+from normlab.train.units import train_runs
 
 USER_FILE = Path(__file__).with_name("packed_models.py")
 DATA_OPTIONS = {"num_examples": 64, "num_classes": 4, "size": 8, "noise": 0.8}
@@ -273,6 +274,16 @@ def test_a_diverging_member_leaves_the_others_their_own_results(
 def test_norms_that_vmap_cannot_run_exactly_train_alone_and_say_why(norm):
     packable, reason = can_pack(config_for("resnet20", norm=norm))
     assert not packable and norm_entry(norm).vmap_problem in reason
+
+
+def test_a_pack_vmap_refuses_trains_its_runs_alone(float64, data64, tmp_path):
+    configs = mixed_pack(config_for(f"{USER_FILE}:noisy_net", steps=3, norm="none"))
+    assert can_pack(configs[0]) == (True, "")  # only running the model finds it out
+    with pytest.raises(PackRefused, match="random numbers in its forward"):
+        train_packed(configs, data64)
+    results = train_runs(configs, data64)
+    assert [r.status for r in results] == ["done"] * 3
+    assert [r.pack_size for r in results] == [1, 1, 1]
 
 
 def test_unflagged_zoo_norms_run_under_vmap_in_training(float64):

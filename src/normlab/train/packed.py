@@ -58,7 +58,7 @@ from .gradients import packed_gradient_norms
 from .optim import learning_rate_factor
 from .packed_data import RunStreams, packed_batches
 from .packed_eval import correct_counts, finish, precise_test_accuracies
-from .packed_func import FunctionalPackedModel
+from .packed_func import FunctionalPackedModel, PackRefused, vmap_problem
 from .packed_model import PackedModel
 from .packed_optim import PackedOptimizer
 from .result import EpochRecord, RunResult, TrainingTrace
@@ -183,6 +183,11 @@ def train_packed(
     count = len(configs)
     packed, models = build_packed(configs, dataset)
     packed = packed.to(device)
+    if isinstance(packed, FunctionalPackedModel):
+        sample = dataset.x_train[: configs[0].batch_size]
+        problem = vmap_problem(packed, sample.repeat(1, count, *([1] * (sample.dim() - 2))))
+        if problem is not None:
+            raise PackRefused(f"model {configs[0].model!r} cannot be packed: {problem}")
     initial_buffers = {name: b.clone() for name, b in packed.named_buffers()}
     parameters = packed.stacked_parameters()
     own_dimensions = {name: p.ndim for name, p in models[0].named_parameters()}

@@ -44,6 +44,27 @@ from normlab.models import SeededDropout
 from normlab.models.dropout import keep_mask
 
 
+class PackRefused(NormlabError):
+    """The models of a pack cannot run as one under vmap (found by :func:`vmap_problem`): its
+    runs train alone (``units.train_runs``)."""
+
+
+def vmap_problem(packed: FunctionalPackedModel, x: torch.Tensor) -> str | None:
+    """Why ``packed`` cannot train on inputs like ``x`` (N, K*C, *spatial), or None.
+
+    A training-mode forward of a copy (the copy's buffers move and its dropout generators
+    advance, not the pack's): the registry flags the zoo's norms vmap cannot run
+    (``NormEntry.vmap_problem``), but a user's layer may call ``.item()``, draw random numbers
+    or use a custom ``autograd.Function`` without ``setup_context``, which vmap refuses.
+    """
+    probe = copy.deepcopy(packed).train()
+    try:
+        probe(x)
+    except (RuntimeError, NormlabError, NotImplementedError) as error:
+        return str(error).splitlines()[0]
+    return None
+
+
 class RunDropout(nn.Module):
     """Inverted dropout inside the vmapped forward, each run's mask its own (see the module doc).
 
