@@ -24,8 +24,10 @@ from normlab.models.dropout import seed_dropout
 from normlab.models.registry import MODELS
 from normlab.norms import make_norm, norm_entry, norm_names
 from normlab.train import RunConfig, build_model, train_run
+from normlab.train.model_ref import resolve_factory
 from normlab.train.packed import build_packed, can_pack, train_packed
 from normlab.train.packed_func import FunctionalPackedModel, PackRefused
+from normlab.train.packed_model import PackedModel
 from normlab.train.units import train_runs
 
 USER_FILE = Path(__file__).with_name("packed_models.py")
@@ -202,10 +204,60 @@ def test_builtin_models_pack_exactly(model, steps, float64, data64, tmp_path):
     assert_same_runs(configs, data64, tmp_path)
 
 
+def test_each_model_takes_the_faster_packer(float64, data64):
+    def packer(model: str, **changes):
+        return type(build_packed(mixed_pack(config_for(model, **changes))[:2], data64)[0])
+
+    assert packer("resnet20") is packer("resnet", widths=(4, 8, 8), depth=8) is PackedModel
+    assert packer("preact_resnet18") is FunctionalPackedModel
+    assert packer(f"{USER_FILE}:two_branch_net") is FunctionalPackedModel
+    saved = dict(MODELS)
+    try:  # a built-in name registered again builds another class: the general packer
+        mine = resolve_factory(f"{USER_FILE}:two_branch_net")
+        register_model(ModelEntry("resnet20", mine, "mine", "1x8x8"), replace=True)
+        assert packer("resnet20") is FunctionalPackedModel
+    finally:
+        MODELS.clear()
+        MODELS.update(saved)
+
+
+@pytest.mark.parametrize("model", ["resnet20", "resnet56", "preact_resnet18", "resnet"])
+def test_general_packer_steps_builtin_models_as_alone(model, float64, data64):
+    """The CIFAR ResNets and the write-up's ResNet train through the channel packer (faster,
+    ``CHANNEL_PACKED_MODELS``), but the general one runs them exactly too: logits, gradients
+    and running statistics of one training step with dropout, option-A shortcuts included."""
+    configs = mixed_pack(config_for(model, dropout=0.3))[:2]
+    models = []
+    for config in configs:
+        torch.manual_seed(config.seed)
+        models.append(build_model(config, data64))
+    alone = copy.deepcopy(models)
+    for config, own in zip(configs, alone, strict=True):
+        seed_dropout(own, config.seed)
+    packed = FunctionalPackedModel(models).train()
+    x = data64.x_train[:4].repeat(1, 2, 1, 1)
+    packed(x).logsumexp(dim=2).sum().backward()
+    logits = packed(x).detach()  # a second step: the dropout streams and statistics advance
+    stacked = packed.stacked_parameters() | packed.stacked_buffers()
+    for k, own in enumerate(alone):
+        own.train()
+        own(data64.x_train[:4]).logsumexp(dim=1).sum().backward()
+        torch.testing.assert_close(
+            logits[k], own(data64.x_train[:4]).detach(), rtol=1e-9, atol=1e-12
+        )
+        for name, parameter in own.named_parameters():
+            grad = stacked[name].grad[k]
+            torch.testing.assert_close(grad, parameter.grad, rtol=1e-9, atol=1e-12, msg=name)
+        for name, buffer in own.named_buffers():
+            if name in stacked:
+                torch.testing.assert_close(
+                    stacked[name][k], buffer, rtol=1e-9, atol=1e-12, msg=name
+                )
+
+
 def test_initial_weights_are_each_run_built_alone(float64, data64):
     configs = mixed_pack(config_for("resnet20", dropout=0.2))
-    packed, _ = build_packed(configs, data64)
-    assert isinstance(packed, FunctionalPackedModel)
+    packed = FunctionalPackedModel(build_packed(configs, data64)[1])
     for k, config in enumerate(configs):
         torch.manual_seed(config.seed)
         alone = build_model(config, data64).state_dict()
