@@ -60,6 +60,7 @@ from .optim import learning_rate_factor
 from .packed_data import RunStreams, packed_batches
 from .packed_eval import correct_counts, finish, precise_test_accuracies
 from .packed_func import FunctionalPackedModel, PackRefused, vmap_problem
+from .packed_func_precise import func_precise_test_accuracies
 from .packed_model import PackedModel
 from .packed_optim import PackedOptimizer
 from .result import EpochRecord, RunResult, TrainingTrace
@@ -307,7 +308,12 @@ def train_packed(
     )
     precise = None
     if precise_examples and any(r.status == "done" for r in finished):
-        precise = precise_test_accuracies(packed, models[0], dataset, batch_size, precise_examples)
+        if isinstance(packed, FunctionalPackedModel):
+            precise = func_precise_test_accuracies(packed, dataset, batch_size, precise_examples)
+        else:
+            precise = precise_test_accuracies(
+                packed, models[0], dataset, batch_size, precise_examples
+            )
     judged = []
     for k, result in enumerate(finished):
         result = dataclasses.replace(result, pack_size=count, device=device)

@@ -150,6 +150,7 @@ class FunctionalPackedModel(nn.Module):
         # Not a submodule: its own tensors are never used (functional_call replaces them all).
         object.__setattr__(self, "template", template)
         object.__setattr__(self, "dropouts", dropouts)
+        object.__setattr__(self, "batched_outputs", {})
         self.parameter_names = [name for name, _ in models[0].named_parameters()]
         self.buffer_names = [
             name for name, buffer in models[0].named_buffers() if buffer is not None
@@ -208,7 +209,13 @@ class FunctionalPackedModel(nn.Module):
         self.template._apply(fn, recurse)
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, outputs: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Logits (K, N, O) of the runs' inputs (N, K*C, ...). ``outputs``: tensors (K, ...) a
+        layer's hook may write run k's values into during the call, from
+        :attr:`batched_outputs` (vmap lets a value leave the transform only through a tensor
+        batched over the runs; the PreciseBN pass collects statistics that way)."""
         runs = x.view(x.shape[0], self.count, x.shape[1] // self.count, *x.shape[2:])
         index = torch.arange(self.count, device=x.device)
 
@@ -219,14 +226,16 @@ class FunctionalPackedModel(nn.Module):
             buffers: dict[str, torch.Tensor],
             inputs: torch.Tensor,
             run: torch.Tensor,
+            batched_outputs: dict[str, torch.Tensor],
         ) -> torch.Tensor:
             for dropout in self.dropouts:
                 dropout.run = run
+            object.__setattr__(self, "batched_outputs", batched_outputs)
             return functional_call(self.template, (parameters, buffers, shared), (inputs,))
 
         try:
-            return vmap(one_run, in_dims=(0, 0, 1, 0), randomness="error")(
-                self.stacked_parameters(), self.stacked_buffers(), runs, index
+            return vmap(one_run, in_dims=(0, 0, 1, 0, 0), randomness="error")(
+                self.stacked_parameters(), self.stacked_buffers(), runs, index, outputs or {}
             )
         except RuntimeError as error:
             if "randomness" in str(error):
@@ -236,6 +245,7 @@ class FunctionalPackedModel(nn.Module):
                 ) from None
             raise
         finally:
+            object.__setattr__(self, "batched_outputs", {})
             for dropout in self.dropouts:
                 dropout.run = None
 
