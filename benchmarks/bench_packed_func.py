@@ -10,7 +10,9 @@ thread. Each figure is the best of ``--rounds`` rounds of ``--steps`` steps (the
 shared: the best round is the least disturbed one). images/s = K * batch / step time.
 ``--compare`` times the write-up's ResNet (``model="resnet"``) through both packers, the channel
 packer (``packed_model.py``) and the general one (``packed_func.py``), to pick its path;
-``--profile K B`` prints torch.profiler's table for that pack.
+``--profile K B`` prints torch.profiler's table for that pack; ``--conv`` times ResNet-20's
+first-stage convolution (16 -> 16, 3x3, ``--size`` pixels) forward and backward, alone and as
+the one grouped convolution both packers run for K runs (the step's dominant op).
 """
 
 from __future__ import annotations
@@ -92,6 +94,19 @@ def packed_step(configs, data, batch: int, kind: str | None = None) -> Callable[
     return step
 
 
+def convolution_ms(count: int, batch: int, size: int, rounds: int, steps: int) -> float:
+    """Milliseconds of one forward + backward of K runs' 16 -> 16 3x3 convolution as one
+    grouped convolution (K = 1: a run alone)."""
+    x = torch.randn(batch, count * 16, size, size, requires_grad=True)
+    w = torch.randn(count * 16, 16, 3, 3, requires_grad=True)
+
+    def step() -> None:
+        F.conv2d(x, w, padding=1, groups=count).sum().backward()
+        x.grad = w.grad = None
+
+    return 1e3 * best_step(step, rounds, steps)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="resnet20")
@@ -103,9 +118,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--compare", action="store_true")
     parser.add_argument("--profile", type=int, nargs=2, metavar=("K", "B"))
+    parser.add_argument("--conv", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     keep_freed_memory()
+    if args.conv:
+        for batch in args.batch_sizes:
+            alone = convolution_ms(1, batch, args.size, args.rounds, args.steps)
+            line = [f"conv batch {batch:3d}: alone {alone:7.2f} ms"]
+            for count in args.packs:
+                ms = convolution_ms(count, batch, args.size, args.rounds, args.steps)
+                line.append(f"K={count} {ms:7.2f} ms ({ms / count:6.2f} per run)")
+            print(" | ".join(line), flush=True)
+        return
     data = synthetic(
         num_examples=5 * CLASSES, num_classes=CLASSES, channels=3, size=args.size, seed=0
     )
