@@ -75,3 +75,8 @@ class NoisyNet(nn.Module):
 
 def noisy_net(num_classes: int, in_channels: int, norm: str = "none") -> nn.Module:
     return NoisyNet(num_classes, in_channels)
+
+
+def lazy_net(num_classes: int, in_channels: int, norm: str = "none") -> nn.Module:
+    """A lazy layer: its weights are drawn at the first forward, from the global stream."""
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))

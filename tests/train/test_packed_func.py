@@ -328,10 +328,14 @@ def test_norms_that_vmap_cannot_run_exactly_train_alone_and_say_why(norm):
     assert not packable and norm_entry(norm).vmap_problem in reason
 
 
-def test_a_pack_vmap_refuses_trains_its_runs_alone(float64, data64, tmp_path):
-    configs = mixed_pack(config_for(f"{USER_FILE}:noisy_net", steps=3, norm="none"))
-    assert can_pack(configs[0]) == (True, "")  # only running the model finds it out
-    with pytest.raises(PackRefused, match="random numbers in its forward"):
+@pytest.mark.parametrize(
+    ("factory", "reason"),
+    [("noisy_net", "random numbers in its forward"), ("lazy_net", "1.weight is lazy")],
+)
+def test_a_pack_the_general_packer_refuses_trains_its_runs_alone(factory, reason, float64, data64):
+    configs = mixed_pack(config_for(f"{USER_FILE}:{factory}", steps=3, norm="none"))
+    assert can_pack(configs[0]) == (True, "")  # only building the models finds it out
+    with pytest.raises(PackRefused, match=reason):
         train_packed(configs, data64)
     results = train_runs(configs, data64)
     assert [r.status for r in results] == ["done"] * 3

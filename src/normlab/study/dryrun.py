@@ -40,6 +40,7 @@ from normlab.train.evaluate import chunks
 from normlab.train.packed import build_packed, can_pack
 from normlab.train.packed_data import RunStreams, packed_batches
 from normlab.train.packed_eval import correct_counts
+from normlab.train.packed_func import PackRefused
 from normlab.train.packed_optim import PackedOptimizer
 
 from .plan import PlannedRun
@@ -164,7 +165,10 @@ def _time_packed_steps(configs: list[RunConfig], dataset: Dataset) -> _Timing:
     """:func:`_time_steps` for a pack of ``configs``: seconds per packed step (all K runs) and
     per validation example evaluated by all K runs at once."""
     started = time.perf_counter()
-    packed, _ = build_packed(configs, dataset)
+    try:
+        packed, _ = build_packed(configs, dataset)
+    except PackRefused:  # its runs will train alone, one after the other
+        return _time_steps(configs[0], dataset).scaled(len(configs))
     parameters = list(packed.parameters())
     optimizer = PackedOptimizer(parameters, [p.ndim > 1 for p in parameters], configs, 1000)
     setup = time.perf_counter() - started

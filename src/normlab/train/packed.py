@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parameter import UninitializedTensorMixin
 
 from normlab.data import Dataset, load_dataset
 from normlab.errors import NormlabError
@@ -153,7 +154,10 @@ def build_packed(
     """The pack's model, and each run's own model as built alone (``engine.build_model`` after
     ``torch.manual_seed(seed)``, as ``train_run``): the channel packer for
     ``CHANNEL_PACKED_MODELS``, the general packer for any other model. The global RNG state each build leaves is
-    the stream the run's plain ``nn.Dropout`` layers draw from alone (``packed_func.py``)."""
+    the stream the run's plain ``nn.Dropout`` layers draw from alone (``packed_func.py``).
+
+    :class:`PackRefused` (its runs then train alone) for a model the general packer cannot
+    train exactly: lazy parameters, or a first forward vmap refuses (:func:`vmap_problem`)."""
     models, states = [], []
     for config in configs:
         torch.manual_seed(config.seed)
@@ -165,7 +169,22 @@ def build_packed(
             return PackedModel(models, entry.packing), models
         if entry.vmap_problem is not None:
             raise PackRefused(f"norm {configs[0].norm!r} cannot be packed: {entry.vmap_problem}")
-    return FunctionalPackedModel(models, states), models
+    lazy = [
+        name
+        for name, tensor in [*models[0].named_parameters(), *models[0].named_buffers()]
+        if isinstance(tensor, UninitializedTensorMixin)
+    ]
+    if lazy:
+        raise PackRefused(
+            f"model {configs[0].model!r} cannot be packed: {lazy[0]} is lazy (initialized by the "
+            "first training step, from the global stream)"
+        )
+    packed = FunctionalPackedModel(models, states)
+    sample = dataset.x_train[: configs[0].batch_size]
+    problem = vmap_problem(packed, sample.repeat(1, len(configs), *([1] * (sample.dim() - 2))))
+    if problem is not None:
+        raise PackRefused(f"model {configs[0].model!r} cannot be packed: {problem}")
+    return packed, models
 
 
 def train_packed(
@@ -196,11 +215,11 @@ def train_packed(
     count = len(configs)
     packed, models = build_packed(configs, dataset)
     packed = packed.to(device)
-    if isinstance(packed, FunctionalPackedModel):
-        sample = dataset.x_train[: configs[0].batch_size]
-        problem = vmap_problem(packed, sample.repeat(1, count, *([1] * (sample.dim() - 2))))
-        if problem is not None:
-            raise PackRefused(f"model {configs[0].model!r} cannot be packed: {problem}")
+    if device != "cpu" and isinstance(packed, FunctionalPackedModel) and packed.global_dropout:
+        raise PackRefused(
+            f"model {configs[0].model!r} has nn.Dropout layers, whose masks a run alone draws "
+            f"from the {device} stream: packed runs draw them on the CPU"
+        )
     initial_buffers = {name: b.clone() for name, b in packed.named_buffers()}
     parameters = packed.stacked_parameters()
     own_dimensions = {name: p.ndim for name, p in models[0].named_parameters()}

@@ -151,6 +151,13 @@ class FunctionalPackedModel(nn.Module):
         object.__setattr__(self, "template", template)
         object.__setattr__(self, "dropouts", dropouts)
         object.__setattr__(self, "batched_outputs", {})
+        self.global_dropout = any(
+            rate > 0 and not seeded
+            for dropout in dropouts
+            for rate, seeded in zip(dropout.rates, dropout.seeded, strict=True)
+        )
+        """Whether some run's plain ``nn.Dropout`` draws masks (from the CPU global stream's
+        state: exact for runs alone on the CPU only)."""
         self.parameter_names = [name for name, _ in models[0].named_parameters()]
         self.buffer_names = [
             name for name, buffer in models[0].named_buffers() if buffer is not None
