@@ -289,20 +289,24 @@ def test_adamw_packs_exactly(float64, data64, tmp_path):
     assert_same_runs(mixed_pack(config), data64, tmp_path)
 
 
-def test_a_model_registered_from_python_packs_exactly(float64, data64, tmp_path):
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_a_model_registered_from_python_packs_exactly(optimizer, float64, data64, tmp_path):
     def build(*, num_classes, in_channels, norm, norm_options):
-        return nn.Sequential(
+        model = nn.Sequential(
             nn.Conv2d(in_channels, 4, 3, padding=1),
             make_norm(norm, 4, **norm_options),
             nn.ReLU(),
             nn.Flatten(),
             nn.Linear(4 * 8 * 8, num_classes),
         )
+        model[0].requires_grad_(False)  # a frozen layer: no gradient, no update, no decay
+        return model
 
     saved = dict(MODELS)
     try:
         register_model(ModelEntry("packed_func_tiny", build, "a tiny ConvNet", "1x8x8"))
-        assert_same_runs(mixed_pack(config_for("packed_func_tiny")), data64, tmp_path)
+        config = config_for("packed_func_tiny", optimizer=optimizer, weight_decay=1e-2)
+        assert_same_runs(mixed_pack(config), data64, tmp_path)
     finally:
         MODELS.clear()
         MODELS.update(saved)
