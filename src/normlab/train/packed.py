@@ -18,6 +18,13 @@ on GPUs) pays that overhead once per K runs. Per run, as alone:
 - metrics: epoch curves, validation accuracy, test accuracy with running and with batch
   statistics at the run's batch size; ``wall_time`` is the pack's training time / K.
 
+Two packers build the pack's model (:func:`build_packed`): the channel packer
+(``packed_model.py``: K runs along the channel axis, layer by layer) for the write-up's ResNet
+and the CIFAR ResNets, where it is the faster; the general packer (``packed_func.py``: stacked
+parameters and buffers through the model's own forward under ``torch.vmap``) for every other
+model. Both take (N, K*C, ...) inputs and give (K, N, classes) logits, so the loop below serves
+both.
+
 Data: each run's own ``epoch_order`` (``classes_per_batch`` included) and augmentation
 (``augment_batch``'s crop and flip with the run's seed and step), served by ``packed_data.py``;
 evaluation of all K runs in one packed forward per chunk: ``packed_eval.py``.
