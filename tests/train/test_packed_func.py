@@ -316,7 +316,9 @@ def test_a_model_registered_from_python_packs_exactly(optimizer, float64, data64
 def test_a_diverging_member_leaves_the_others_their_own_results(
     optimizer, float64, data64, tmp_path
 ):
-    config = config_for("resnet20", optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 3e-3)
+    config = config_for(
+        f"{USER_FILE}:two_branch_net", optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 3e-3
+    )
     configs = mixed_pack(config)
     configs[1] = configs[1].replace(lr=1e5, schedule="constant")
     packed = assert_same_runs(configs, data64, tmp_path)
