@@ -350,6 +350,34 @@ def test_a_pack_the_general_packer_refuses_trains_its_runs_alone(factory, reason
     assert [r.pack_size for r in results] == [1, 1, 1]
 
 
+@pytest.mark.parametrize(
+    ("norm", "options"),
+    [("cbn", {"burnin_steps": 0, "window": 2}), ("cbn_naive", {"burnin_steps": 0}), ("mabn", {})],
+)
+def test_flagged_norms_are_wrong_or_refused_under_vmap(norm, options, float64):
+    """Why the registry flags them: cbn's window of past statistics is Python state, which vmap
+    does not batch (once pooling starts, every run reads a mixed history); mabn's backward is
+    an autograd.Function vmap refuses."""
+    models = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        models.append(cifar_resnet(8, norm=norm, norm_options=options))
+    alone, packed = copy.deepcopy(models), FunctionalPackedModel(models)
+    try:
+        for _ in range(3):
+            x = torch.randn(4, 2 * 3, 8, 8)
+            logits = packed(x)
+            logits.sum().backward()
+            ours = [model(x[:, 3 * k : 3 * k + 3]) for k, model in enumerate(alone)]
+            for out in ours:
+                out.sum().backward()
+    except RuntimeError as error:
+        assert norm == "mabn" and "setup_context" in str(error)
+        return
+    assert norm != "mabn"
+    assert max((logits[k] - ours[k]).abs().max().item() for k in range(2)) > 1e-3
+
+
 def test_unflagged_zoo_norms_run_under_vmap_in_training(float64):
     """The registry flags exactly the norms vmap cannot run: every other one gives each run its
     own forward (the end-to-end equality is the user-file test above)."""
