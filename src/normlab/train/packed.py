@@ -89,8 +89,8 @@ whose norms end up with the same running momentum pack together)."""
 CHANNEL_PACKED_MODELS = ("resnet", "resnet20", "resnet32", "resnet56")
 """Architectures the channel packer (``packed_model.py``) trains: the write-up's ResNet and the
 CIFAR ResNets, where it is faster than the general packer at small batches
-(``benchmarks/bench_packed_func.py --compare``: 11x against 4.5x at batch 2 on 8x8 images for
-``resnet``, 1.7x against 1.3x for ResNet-20 on 32x32) and equal at larger ones. Every other
+(``benchmarks/bench_packed_func.py --compare``, docs/BENCHMARKS.md: 6.5x against 4.7x alone
+at batch 2 on 8x8 images for ``resnet``, 1.65x against 1.49x for ResNet-20 on 32x32). Every other
 model the study can build trains through the general packer (``packed_func.py``)."""
 
 CHANNEL_PACKED_CLASSES: tuple[type[torch.nn.Module], ...] = (ResNet, CifarResNet)
@@ -160,8 +160,9 @@ def build_packed(
 ) -> tuple[PackedModel | FunctionalPackedModel, list[torch.nn.Module]]:
     """The pack's model, and each run's own model as built alone (``engine.build_model`` after
     ``torch.manual_seed(seed)``, as ``train_run``): the channel packer for
-    ``CHANNEL_PACKED_MODELS``, the general packer for any other model. The global RNG state each build leaves is
-    the stream the run's plain ``nn.Dropout`` layers draw from alone (``packed_func.py``).
+    ``CHANNEL_PACKED_MODELS``, the general packer for any other model. The global RNG state
+    each build leaves is the stream the run's plain ``nn.Dropout`` layers draw from alone
+    (``packed_func.py``).
 
     :class:`PackRefused` (its runs then train alone) for a model the general packer cannot
     train exactly: lazy parameters, or a first forward vmap refuses (:func:`vmap_problem`)."""
@@ -187,7 +188,7 @@ def build_packed(
             "first training step, from the global stream)"
         )
     packed = FunctionalPackedModel(models, states)
-    sample = dataset.x_train[: configs[0].batch_size]
+    sample = dataset.x_train[: configs[0].batch_size].cpu()  # the models are on the CPU here
     problem = vmap_problem(packed, sample.repeat(1, len(configs), *([1] * (sample.dim() - 2))))
     if problem is not None:
         raise PackRefused(f"model {configs[0].model!r} cannot be packed: {problem}")
