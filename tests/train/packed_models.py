@@ -58,3 +58,25 @@ def act_norm_net(num_classes: int, in_channels: int) -> nn.Module:
         nn.Flatten(),
         nn.Linear(6, num_classes),
     )
+
+
+class NoisyNet(nn.Module):
+    """Gaussian noise drawn in ``forward`` from the global stream: no run's own stream exists."""
+
+    def __init__(self, num_classes: int, in_channels: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_channels * 8 * 8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            x = x + 0.1 * torch.randn_like(x)
+        return self.fc(torch.flatten(x, 1))
+
+
+def noisy_net(num_classes: int, in_channels: int, norm: str = "none") -> nn.Module:
+    return NoisyNet(num_classes, in_channels)
+
+
+def lazy_net(num_classes: int, in_channels: int, norm: str = "none") -> nn.Module:
+    """A lazy layer: its weights are drawn at the first forward, from the global stream."""
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))

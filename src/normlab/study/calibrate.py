@@ -15,6 +15,7 @@ from typing import Any
 
 from normlab.data import Dataset
 from normlab.train import RunConfig
+from normlab.train.packed_func import PackRefused
 from normlab.train.step_timing import EVAL_EXAMPLES, StepTiming, time_alone, time_packed
 
 from .packrule import (
@@ -65,9 +66,12 @@ def measure_choice(group: Sequence[RunConfig], dataset: Dataset, timings: Timing
     for size in candidate_sizes(len(group), group[0].batch_size, height * width):
         if not keep_doubling({k: k * alone.step / s for k, s in steps.items()}):
             break
-        timing = timings.get((*key, size)) or time_packed(
-            list(group[:size]), dataset, eval_examples=max(16, EVAL_EXAMPLES // size)
-        )
+        try:
+            timing = timings.get((*key, size)) or time_packed(
+                list(group[:size]), dataset, eval_examples=max(16, EVAL_EXAMPLES // size)
+            )
+        except PackRefused as error:  # found at the pack's first forward: trains alone
+            return PackChoice(1, "measured", reason=f"the packer refused it: {error}")
         timings[(*key, size)] = timing
         steps[size] = timing.step
     return choose_pack_size(alone.step, steps)

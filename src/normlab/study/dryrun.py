@@ -36,6 +36,7 @@ import torch
 from normlab.data import Dataset, batches_per_epoch
 from normlab.train import RunConfig, total_steps
 from normlab.train.packed import can_pack
+from normlab.train.packed_func import PackRefused
 from normlab.train.step_timing import StepTiming, time_alone, time_packed
 
 from .calibrate import Timings, calibration_key, measure_choices
@@ -159,7 +160,12 @@ def estimate_time(
 
 
 def _time_unit(unit: list[RunConfig], dataset: Dataset) -> StepTiming:
-    return time_packed(unit, dataset) if len(unit) > 1 else time_alone(unit[0], dataset)
+    if len(unit) == 1:
+        return time_alone(unit[0], dataset)
+    try:
+        return time_packed(unit, dataset)
+    except PackRefused:  # its runs will train alone, one after the other (train_runs)
+        return time_alone(unit[0], dataset).scaled(len(unit))
 
 
 def packing_lines(

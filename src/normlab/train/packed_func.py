@@ -44,6 +44,27 @@ from normlab.models import SeededDropout
 from normlab.models.dropout import keep_mask
 
 
+class PackRefused(NormlabError):
+    """The models of a pack cannot run as one under vmap (found by :func:`vmap_problem`): its
+    runs train alone (``units.train_runs``)."""
+
+
+def vmap_problem(packed: FunctionalPackedModel, x: torch.Tensor) -> str | None:
+    """Why ``packed`` cannot train on inputs like ``x`` (N, K*C, *spatial), or None.
+
+    A training-mode forward of a copy (the copy's buffers move and its dropout generators
+    advance, not the pack's): the registry flags the zoo's norms vmap cannot run
+    (``NormEntry.vmap_problem``), but a user's layer may call ``.item()``, draw random numbers
+    or use a custom ``autograd.Function`` without ``setup_context``, which vmap refuses.
+    """
+    probe = copy.deepcopy(packed).train()
+    try:
+        probe(x)
+    except (RuntimeError, NormlabError, NotImplementedError) as error:
+        return str(error).splitlines()[0]
+    return None
+
+
 class RunDropout(nn.Module):
     """Inverted dropout inside the vmapped forward, each run's mask its own (see the module doc).
 
@@ -129,6 +150,14 @@ class FunctionalPackedModel(nn.Module):
         # Not a submodule: its own tensors are never used (functional_call replaces them all).
         object.__setattr__(self, "template", template)
         object.__setattr__(self, "dropouts", dropouts)
+        object.__setattr__(self, "batched_outputs", {})
+        self.global_dropout = any(
+            rate > 0 and not seeded
+            for dropout in dropouts
+            for rate, seeded in zip(dropout.rates, dropout.seeded, strict=True)
+        )
+        """Whether some run's plain ``nn.Dropout`` draws masks (from the CPU global stream's
+        state: exact for runs alone on the CPU only)."""
         self.parameter_names = [name for name, _ in models[0].named_parameters()]
         self.buffer_names = [
             name for name, buffer in models[0].named_buffers() if buffer is not None
@@ -187,7 +216,13 @@ class FunctionalPackedModel(nn.Module):
         self.template._apply(fn, recurse)
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, outputs: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Logits (K, N, O) of the runs' inputs (N, K*C, ...). ``outputs``: tensors (K, ...) a
+        layer's hook may write run k's values into during the call, from
+        :attr:`batched_outputs` (vmap lets a value leave the transform only through a tensor
+        batched over the runs; the PreciseBN pass collects statistics that way)."""
         runs = x.view(x.shape[0], self.count, x.shape[1] // self.count, *x.shape[2:])
         index = torch.arange(self.count, device=x.device)
 
@@ -198,14 +233,16 @@ class FunctionalPackedModel(nn.Module):
             buffers: dict[str, torch.Tensor],
             inputs: torch.Tensor,
             run: torch.Tensor,
+            batched_outputs: dict[str, torch.Tensor],
         ) -> torch.Tensor:
             for dropout in self.dropouts:
                 dropout.run = run
+            object.__setattr__(self, "batched_outputs", batched_outputs)
             return functional_call(self.template, (parameters, buffers, shared), (inputs,))
 
         try:
-            return vmap(one_run, in_dims=(0, 0, 1, 0), randomness="error")(
-                self.stacked_parameters(), self.stacked_buffers(), runs, index
+            return vmap(one_run, in_dims=(0, 0, 1, 0, 0), randomness="error")(
+                self.stacked_parameters(), self.stacked_buffers(), runs, index, outputs or {}
             )
         except RuntimeError as error:
             if "randomness" in str(error):
@@ -215,6 +252,7 @@ class FunctionalPackedModel(nn.Module):
                 ) from None
             raise
         finally:
+            object.__setattr__(self, "batched_outputs", {})
             for dropout in self.dropouts:
                 dropout.run = None
 
