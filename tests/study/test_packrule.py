@@ -28,6 +28,7 @@ from normlab.study.packrule import (
 from normlab.study.plan import PlannedRun, expand
 from normlab.study.work import Execution, dataset_for, work_units
 from normlab.train import RunConfig
+from normlab.train.packed_func import PackRefused
 from normlab.train.step_timing import StepTiming
 
 
@@ -125,6 +126,18 @@ def test_measure_choice_doubles_until_the_plateau_and_keeps_every_timing(monkeyp
     assert timed == [2, 4, 8]  # 8 was slower than 4: 15 is not tried
     assert choice.size == 4
     assert sorted(size for *_, size in timings) == [1, 2, 4, 8]
+
+
+def test_a_pack_the_packer_refuses_trains_alone_and_says_why(monkeypatch):
+    fake_timers(monkeypatch, 0.010, {})
+
+    def refused(configs, dataset, eval_examples=128):
+        raise PackRefused("model 'x' cannot be packed: .item() under vmap")
+
+    monkeypatch.setattr(calibrate, "time_packed", refused)
+    group = cell(4)
+    choice = measure_choice(group, dataset_for(group[0]), {})
+    assert choice.size == 1 and "the packer refused it: model 'x'" in choice.reason
 
 
 def test_measured_sizes_cut_the_units_and_the_fixed_rule_fills_the_rest():
