@@ -49,6 +49,7 @@ from normlab.study.adaptive_plan import dry_run_lines
 from normlab.study.dryrun import estimate_time
 from normlab.study.executors import check_execution
 from normlab.study.lock import hold_folder, refuse_if_held
+from normlab.study.packrule import load_choices
 from normlab.study.plan import check_study
 from normlab.study.progress import ProgressTracker, status_text
 from normlab.study.ray_executor import check_ray_reachable
@@ -132,14 +133,16 @@ def execution_options(command):
         show_default=True,
         type=click.Choice(PACK_MODES),
         help="auto: train the compatible runs of a cell (same model, norm, batch size, budget) "
-        "as one grouped model, several times faster at small batch sizes; off: one by one.",
+        "as one packed model where the calibration measures it faster (the pack size is "
+        "recorded in OUT/pack_rule.json and reused on resume); off: one by one.",
     )(command)
     command = click.option(
         "--device",
         default="auto",
         show_default=True,
         type=click.Choice(DEVICES),
-        help="Where runs train; auto: cuda when torch.cuda.is_available(), else cpu.",
+        help="Where runs train; auto: cuda when torch.cuda.is_available(), else cpu. On CUDA "
+        "TF32 is off and cuDNN deterministic; NORMLAB_TF32=1 turns TF32 on (faster, less exact).",
     )(command)
     return command
 
@@ -220,7 +223,9 @@ def _plan_or_run(
         runs, dataset = check_study(spec, data_option=data_option)
         workers = execution["workers"] or os.cpu_count() or 1
         pack = execution["pack"]
-        estimate = estimate_time(runs, dataset, workers, execution["threads"], pack)
+        # A folder that already holds a study shows the pack sizes it recorded (packrule.py).
+        recorded = load_choices(execution["out_dir"]) if pack == "auto" else {}
+        estimate = estimate_time(runs, dataset, workers, execution["threads"], pack, recorded)
         for line in dry_run_lines(spec, runs, dataset, estimate, pack, workers):
             stdout.print(line, markup=False, soft_wrap=True)
         return

@@ -6,6 +6,7 @@ import pytest
 
 from normlab.study import spec_from_dict
 from normlab.study.dryrun import _makespan, describe_plan, estimate_time
+from normlab.study.packrule import PackChoice, rule_key
 from normlab.study.plan import check_study
 
 
@@ -68,8 +69,14 @@ def test_units_the_plan_did_not_hold_are_priced_from_the_nearest_calibrated_pack
         }
     )
     runs, dataset = check_study(spec)
-    estimate = estimate_time(runs, dataset, workers=1, threads=1, pack="auto")
+    # A pack size recorded by an earlier leg is reused, never measured again: only the pack
+    # of 6 is timed.
+    key = rule_key(runs[0].config, tuple(dataset.input_shape))
+    recorded = {key: PackChoice(6, "measured", factor=2.0, measured=((6, 2.0),))}
+    estimate = estimate_time(runs, dataset, workers=1, threads=1, pack="auto", recorded=recorded)
     assert (estimate.units, estimate.calibrated) == (1, 1)  # one pack of 6 runs
+    assert [size for *_, size in estimate.timings] == [6]
+    assert estimate.pack_choices == recorded
     configs = [run.config for run in runs]
     pack_of_six = estimate.unit_seconds(configs)
     # The lr grid extension adds 3 runs (one lr, 3 seeds): half the pack, half its cost.

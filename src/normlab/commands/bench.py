@@ -1,4 +1,5 @@
-"""``normlab bench``: packed vs plain vs compiled training throughput on this machine."""
+"""``normlab bench``: packed vs plain vs compiled training throughput on this machine; with
+``--model REF`` any model's throughput alone and packed (``bench_model.py``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import json
 import click
 
 from normlab.train.bench import BenchRow, run_bench
+from normlab.train.device import DEVICES
+
+from .bench_model import DEFAULT_PACK_SIZES, DEFAULT_STEPS, run_model_bench
 
 
 def _integers(text: str) -> list[int]:
@@ -39,23 +43,81 @@ def _line(row: BenchRow) -> str:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of rows instead.")
-@click.option("--steps", default=60, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--model",
+    default=None,
+    metavar="REF",
+    help="Bench this model instead of the write-up's ResNet: a built-in name (normlab list "
+    "models), 'pkg.module:factory', 'path/to/file.py:factory' or a registered name. Prints "
+    "images/s alone and packed at each K, the ratio, the best K and the K the study's pack "
+    "size rule would choose.",
+)
+@click.option(
+    "--data",
+    default="shapes",
+    show_default=True,
+    help="With --model: the data (a built-in name or a path, as --data of normlab run).",
+)
+@click.option("--norm", default="bn", show_default=True, help="With --model: the norm.")
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="cpu",
+    show_default=True,
+    help="With --model: where to train. On CUDA TF32 is off unless NORMLAB_TF32=1.",
+)
+@click.option(
+    "--steps",
+    default=None,
+    type=click.IntRange(min=1),
+    help=f"Timed steps per measurement [default: 60; with --model {DEFAULT_STEPS}].",
+)
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--norms", default="bn,gn,ln", show_default=True)
+@click.option("--norms", default="bn,gn,ln", show_default=True, help="Without --model.")
 @click.option("--batch-sizes", default="2,8,32,128", show_default=True)
-@click.option("--pack-sizes", default="15,64", show_default=True)
-@click.option("--compile/--no-compile", "compiled", default=True, show_default=True)
+@click.option(
+    "--pack-sizes",
+    default=None,
+    help=f"[default: 15,64; with --model {','.join(map(str, DEFAULT_PACK_SIZES))}]",
+)
+@click.option(
+    "--compile/--no-compile",
+    "compiled",
+    default=True,
+    show_default=True,
+    help="Without --model: also time the loop under torch.compile.",
+)
 def bench(
     as_json: bool,
-    steps: int,
+    model: str | None,
+    data: str,
+    norm: str,
+    device: str,
+    steps: int | None,
     threads: int,
     norms: str,
     batch_sizes: str,
-    pack_sizes: str,
+    pack_sizes: str | None,
     compiled: bool,
 ) -> None:
-    """Train the same runs packed and one by one (plain loop, torch.compile'd loop, packed
-    engine) in this process; print images/s, ratios and GFLOP/s vs the measured matmul peak."""
+    """Train the same runs packed and one by one in this process. Without --model: the
+    write-up's ResNet on digits (plain loop, torch.compile'd loop, packed engine), images/s,
+    ratios and GFLOP/s vs the measured matmul peak. With --model: that model's step alone and
+    packed at each pack size, timed as a study's calibration times it."""
+    if model is not None:
+        run_model_bench(
+            model,
+            data,
+            norm,
+            _integers(batch_sizes),
+            _integers(pack_sizes) if pack_sizes else None,
+            steps,
+            threads,
+            device,
+            as_json,
+        )
+        return
+    steps = steps or 60
     norm_list = [name.strip() for name in norms.split(",") if name.strip()]
     if not as_json:
         click.echo(f"{steps} steps per run, {threads} torch thread(s); digits, default ResNet")
@@ -67,7 +129,7 @@ def bench(
     rows = run_bench(
         norm_list,
         _integers(batch_sizes),
-        _integers(pack_sizes),
+        _integers(pack_sizes or "15,64"),
         steps,
         threads,
         compiled,

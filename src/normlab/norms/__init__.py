@@ -190,6 +190,7 @@ register(
         keeps_bn=True,
         centered_conv=True,
         packing="channel",
+        vmap_problem="its backward is a custom autograd.Function without the setup_context functorch needs",
     )
 )
 register(
@@ -201,6 +202,7 @@ register(
         running_momentum=True,
         keeps_bn=True,
         packing="channel",
+        vmap_problem="it keeps past batch statistics as Python state across steps and differentiates the graph inside its forward",
     )
 )
 register(
@@ -213,6 +215,7 @@ register(
         keeps_bn=True,
         ablation=True,
         packing="channel",
+        vmap_problem="it keeps past batch statistics as Python state across steps",
     )
 )
 register(

@@ -53,6 +53,10 @@ class NormEntry:
     (statistics and parameters per channel, or per sample and channel: the same layer over
     K*C channels), ``group`` (per group of channels: K*G groups over K*C channels) or
     ``position`` (each position across one run's channels: Keras layer normalization)."""
+    vmap_problem: str | None = None
+    """Why K runs' layers cannot run as one under ``torch.vmap`` with stacked parameters and
+    buffers (the general packer, ``train/packed_func.py``, for architectures other than the
+    write-up's ResNet), or None when they can exactly. Such a norm trains alone there."""
 
 
 _REGISTRY: dict[str, NormEntry] = {}

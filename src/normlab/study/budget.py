@@ -106,10 +106,14 @@ class CostModel:
         workers: int,
         pack: str,
         records: Sequence[dict[str, Any]] = (),
+        pack_sizes: dict[str, int] | None = None,
     ) -> None:
         self.unit_cost = unit_cost
         self.workers = max(1, workers)
         self.pack = pack
+        self.pack_sizes = dict(pack_sizes or {})
+        """The study's pack size per configuration (``Execution.pack_sizes``): units are cut
+        as the executors cut them."""
         self._predicted: list[float] = []
         self._measured: list[float] = []
         self._run_seconds: dict[tuple[str, int], list[float]] = defaultdict(list)
@@ -156,7 +160,7 @@ class CostModel:
         before the pace; None if unknown."""
         if not configs:
             return 0.0
-        units = work_units(list(configs), self.pack)
+        units = work_units(list(configs), self.pack, self.pack_sizes)
         costs = [self.unit_seconds(unit) for unit in units]
         if any(cost is None for cost in costs):
             return None

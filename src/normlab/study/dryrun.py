@@ -8,11 +8,12 @@ and once more at the end for the divergence check, test twice), and runs are pac
 workers longest first, as the executor orders them. Parallel workers share memory bandwidth, so
 the wall-clock estimate is optimistic when workers > 1. Nothing is written to disk.
 
-With ``pack="auto"`` the plan is cut into the executors' units (``work.work_units``) and every
-pack is calibrated as a pack: a packed model of the largest size the plan holds for its (norm,
-batch size, architecture) trains a few steps and evaluates part of the validation split once,
-all K runs at a time; a pack of another size is charged in proportion to its runs (packs of one
-cell differ by at most one run). A pack costs ``steps x seconds_per_packed_step`` plus its
+With ``pack="auto"`` the pack size of each packable configuration is decided first (the
+measured rule, ``packrule.py``: timed alone and packed at a few sizes by ``calibrate.py``, or a
+choice the study folder recorded), the plan is cut into the executors' units at those sizes
+(``work.work_units``), and every pack is priced as a pack: a packed model of the size timed
+nearest to its runs trains a few steps and evaluates part of the validation split once, all K
+runs at a time, and a pack of another size is charged in proportion to its runs. A pack costs ``steps x seconds_per_packed_step`` plus its
 evaluations, and each of its runs is credited an equal share.
 
 The same timings price units the plan did not hold (:meth:`Estimate.unit_seconds`: the runs the
@@ -26,43 +27,23 @@ from __future__ import annotations
 import heapq
 import json
 import math
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from normlab.data import Dataset, batches_per_epoch, epoch_order
-from normlab.norms import norm_entry
-from normlab.train import RunConfig, accuracy, build_model, build_optimizer, total_steps
-from normlab.train.evaluate import chunks
+from normlab.data import Dataset, batches_per_epoch
+from normlab.train import RunConfig, total_steps
 from normlab.train.packed import can_pack
-from normlab.train.packed_data import RunStreams, packed_batches
-from normlab.train.packed_eval import correct_counts
-from normlab.train.packed_model import PackedModel
-from normlab.train.packed_optim import PackedOptimizer
+from normlab.train.packed_func import PackRefused
+from normlab.train.step_timing import StepTiming, time_alone, time_packed
 
+from .calibrate import Timings, calibration_key, measure_choices
+from .packrule import PackChoice, describe_key, fallback_choice, rule_key
 from .plan import PlannedRun
 from .spec import LrProtocol, StudySpec
-from .work import (
-    PACKED_STEP_PIXELS,
-    dataset_for,
-    pack_size_limit,
-    threads_per_worker,
-    work_units,
-)
-
-WARMUP_STEPS = 2
-"""Untimed first steps (allocator and autograd warm-up make them several times slower)."""
-CALIBRATION_STEPS = 5
-"""Timed optimizer steps per calibrated configuration; their median is the step time."""
-CALIBRATION_SECONDS = 1.0
-"""Stop timing a configuration after this long (once one step past warm-up is timed)."""
-CALIBRATION_EVAL_EXAMPLES = 128
-"""Validation examples timed per configuration: evaluation cost is linear in the examples, and
-the whole split took most of a pack's calibration (3.6 s of 5 for K = 25 at batch 2, loaded)."""
+from .work import image_shape, pack_groups, threads_per_worker, work_units
 
 
 @dataclass(frozen=True)
@@ -79,10 +60,18 @@ class Estimate:
     calibration_seconds: float
     units: int = 0
     """Units of work (packs and runs alone) the executors would hand out."""
-    timings: dict[tuple[Any, ...], _Timing] = field(default_factory=dict, repr=False)
-    """(norm, batch size, depth, widths, pack size) -> the calibrated timing."""
+    timings: Timings = field(default_factory=dict, repr=False)
+    """(calibration key, pack size) -> the calibrated timing (``calibrate.calibration_key``)."""
     split_sizes: tuple[int, int, int] = (0, 0, 0)
     """Train, validation and test examples of the dataset calibrated on."""
+    pack_choices: dict[str, PackChoice] = field(default_factory=dict)
+    """Rule key -> pack size of every packable configuration (``packrule.py``): measured by
+    this calibration, or recorded before and reused."""
+
+    @property
+    def pack_sizes(self) -> dict[str, int]:
+        """Rule key -> runs per pack, as ``work.work_units`` takes them."""
+        return {key: choice.size for key, choice in self.pack_choices.items()}
 
     @property
     def total_seconds(self) -> float:
@@ -95,31 +84,14 @@ class Estimate:
         return _unit_seconds(unit, self.timings, self.split_sizes)
 
 
-def _calibration_key(config: RunConfig) -> tuple[Any, ...]:
-    return (config.norm, config.batch_size, config.depth, config.widths)
-
-
-@dataclass(frozen=True)
-class _Timing:
-    setup: float
-    """Seconds to build the model and optimizer."""
-    step: float
-    """Seconds per optimizer step (median)."""
-    example: float
-    """Seconds per evaluated example."""
-
-    def scaled(self, factor: float) -> _Timing:
-        return _Timing(self.setup * factor, self.step * factor, self.example * factor)
-
-
 def _unit_seconds(
     unit: list[RunConfig],
-    timings: dict[tuple[Any, ...], _Timing],
+    timings: Timings,
     split_sizes: tuple[int, int, int],
 ) -> float | None:
     """:meth:`Estimate.unit_seconds`: setup, every step and the evaluations (validation every
     epoch and once more for the divergence check, test twice) at the nearest calibrated size."""
-    key = _calibration_key(unit[0])
+    key = calibration_key(unit[0])
     sizes = [size for *base, size in timings if tuple(base) == key]
     if not sizes:
         return None
@@ -132,101 +104,40 @@ def _unit_seconds(
     return timing.setup + steps * timing.step + evaluated * timing.example
 
 
-def _time_steps(config: RunConfig, dataset: Dataset) -> _Timing:
-    """Time building, a few optimizer steps and one validation pass of ``config``."""
-    torch.manual_seed(config.seed)
-    # The first build of a process pays one-off lazy initialization, and so does its first torch
-    # optimizer (4.5 s of a 5.7 s calibration on a loaded machine: imports torch._dynamo).
-    build_optimizer(build_model(config, dataset), config)
-    started = time.perf_counter()
-    model = build_model(config, dataset)
-    optimizer = build_optimizer(model, config)
-    setup = time.perf_counter() - started
-    order = epoch_order(config.seed, 0, len(dataset.y_train), config.batch_size)
-    model.train()
-    durations = []
-    for step in range(WARMUP_STEPS + CALIBRATION_STEPS):
-        batch = order[step % len(order)]
-        started = time.perf_counter()
-        loss = F.cross_entropy(model(dataset.x_train[batch]), dataset.y_train[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        durations.append(time.perf_counter() - started)
-        if step >= WARMUP_STEPS and sum(durations) > CALIBRATION_SECONDS:
-            break  # slow steps are measured well enough by few of them
-    count = min(len(dataset.y_val), CALIBRATION_EVAL_EXAMPLES)
-    started = time.perf_counter()
-    accuracy(model, dataset.x_val[:count], dataset.y_val[:count])
-    per_example = (time.perf_counter() - started) / max(1, count)
-    return _Timing(setup, statistics.median(durations[WARMUP_STEPS:]), per_example)
-
-
-def _time_packed_steps(configs: list[RunConfig], dataset: Dataset) -> _Timing:
-    """:func:`_time_steps` for a pack of ``configs``: seconds per packed step (all K runs) and
-    per validation example evaluated by all K runs at once."""
-    started = time.perf_counter()
-    models = []
-    for config in configs:
-        torch.manual_seed(config.seed)
-        models.append(build_model(config, dataset))
-    packed = PackedModel(models, norm_entry(configs[0].norm).packing)
-    parameters = list(packed.parameters())
-    optimizer = PackedOptimizer(parameters, [p.ndim > 1 for p in parameters], configs, 1000)
-    setup = time.perf_counter() - started
-    count, batch_size = len(configs), configs[0].batch_size
-    streams = RunStreams(configs, dataset.y_train)
-    index = streams.take(WARMUP_STEPS + CALIBRATION_STEPS)
-    xs, ys = packed_batches(dataset.x_train, dataset.y_train, index, configs, 0)
-    packed.train()
-    durations = []
-    for step, (x, y) in enumerate(zip(xs, ys, strict=True)):
-        started = time.perf_counter()
-        logits = packed(x).reshape(count * batch_size, -1)
-        losses = F.cross_entropy(logits, y.reshape(-1), reduction="none").view(count, -1)
-        losses.mean(dim=1).tolist()
-        optimizer.zero_grad()
-        losses.mean(dim=1).sum().backward()
-        optimizer.step()
-        durations.append(time.perf_counter() - started)
-        if step >= WARMUP_STEPS and sum(durations) > CALIBRATION_SECONDS:
-            break
-    packed.eval()
-    count = min(len(dataset.y_val), CALIBRATION_EVAL_EXAMPLES)
-    started = time.perf_counter()
-    correct_counts(packed, dataset.x_val[:count], dataset.y_val[:count], chunks(count, 512))
-    per_example = (time.perf_counter() - started) / max(1, count)
-    return _Timing(setup, statistics.median(durations[WARMUP_STEPS:]), per_example)
-
-
 def estimate_time(
     runs: list[PlannedRun],
     dataset: Dataset,
     workers: int,
     threads: int | None = None,
     pack: str = "off",
+    recorded: dict[str, PackChoice] | None = None,
 ) -> Estimate:
     """Calibrate on ``dataset`` and extrapolate to every unit of work of the plan (``pack``:
     as ``--pack``) and ``workers`` workers of ``threads`` torch threads each (default: the
-    cores shared out among the workers)."""
+    cores shared out among the workers).
+
+    With ``pack="auto"`` the pack size of every packable configuration is decided first: the
+    ``recorded`` choice (a study folder's, ``packrule.load_choices``) where there is one, else
+    measured (``calibrate.measure_choices``); the units are then cut at those sizes."""
     started = time.perf_counter()
-    units = work_units([run.config for run in runs], pack)
-    # One calibration per (norm, batch size, architecture), at the largest pack size planned.
-    largest: dict[tuple[Any, ...], list[RunConfig]] = {}
-    for unit in units:
-        key = _calibration_key(unit[0])
-        if len(unit) > len(largest.get(key, ())):
-            largest[key] = unit
+    configs = [run.config for run in runs]
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or threads_per_worker(workers))
-    timings: dict[tuple[Any, ...], _Timing] = {}
+    timings: Timings = {}
+    choices: dict[str, PackChoice] = {}
     try:
+        if pack == "auto":
+            choices = measure_choices(configs, dataset, recorded or {}, timings)
+        units = work_units(configs, pack, {k: c.size for k, c in choices.items()})
+        # Each (configuration, unit size) not timed for the rule: at its largest unit planned.
+        largest: dict[tuple[Any, ...], list[RunConfig]] = {}
+        for unit in units:
+            key = calibration_key(unit[0])
+            if len(unit) > len(largest.get(key, ())):
+                largest[key] = unit
         for key, unit in largest.items():
-            timings[(*key, len(unit))] = (
-                _time_packed_steps(unit, dataset)
-                if len(unit) > 1
-                else _time_steps(unit[0], dataset)
-            )
+            if (*key, len(unit)) not in timings:
+                timings[(*key, len(unit))] = _time_unit(unit, dataset)
     finally:
         torch.set_num_threads(previous_threads)
     split_sizes = (len(dataset.y_train), len(dataset.y_val), len(dataset.y_test))
@@ -239,19 +150,34 @@ def estimate_time(
         run_seconds=run_seconds,
         wall_seconds=_makespan(sorted(unit_seconds, reverse=True), workers),
         workers=workers,
-        calibrated=len(timings),
+        calibrated=len({key[:-1] for key in timings}),
         calibration_seconds=time.perf_counter() - started,
         units=len(units),
         timings=timings,
         split_sizes=split_sizes,
+        pack_choices=choices,
     )
 
 
-def packing_lines(runs: list[PlannedRun], pack: str) -> list[str]:
-    """Which runs train in packs (``--pack``), in how many, and why the others train alone."""
+def _time_unit(unit: list[RunConfig], dataset: Dataset) -> StepTiming:
+    if len(unit) == 1:
+        return time_alone(unit[0], dataset)
+    try:
+        return time_packed(unit, dataset)
+    except PackRefused:  # its runs will train alone, one after the other (train_runs)
+        return time_alone(unit[0], dataset).scaled(len(unit))
+
+
+def packing_lines(
+    runs: list[PlannedRun], pack: str, choices: dict[str, PackChoice] | None = None
+) -> list[str]:
+    """Which runs train in packs (``--pack``), in how many, and for each configuration its pack
+    size and measured factor (``choices``, else the fixed rule), or why it trains alone."""
     if pack == "off":
         return ["Packing: off (--pack off): every run trains alone"]
-    units = work_units([run.config for run in runs], pack)
+    choices = choices or {}
+    configs = [run.config for run in runs]
+    units = work_units(configs, pack, {k: c.size for k, c in choices.items()})
     packs = [unit for unit in units if len(unit) > 1]
     packed_runs = sum(len(unit) for unit in packs)
     sizes = sorted({len(unit) for unit in packs}, reverse=True)
@@ -259,12 +185,26 @@ def packing_lines(runs: list[PlannedRun], pack: str) -> list[str]:
         f"Packing: {packed_runs} of {len(runs)} runs train in {len(packs)} packs "
         f"(sizes {', '.join(map(str, sizes)) or '-'}); {len(units) - len(packs)} train alone"
     ]
-    reasons: dict[str, int] = {}
-    for unit in units:
-        if len(unit) == 1:
-            reason = _alone_reason(unit[0])
-            reasons[reason] = reasons.get(reason, 0) + 1
-    lines += [f"  alone ({count}): {reason}" for reason, count in reasons.items()]
+    # One line per configuration: where its runs go and why.
+    described: dict[str, tuple[str, int]] = {}
+    for group in pack_groups(configs):
+        config = group[0]
+        packable, problem = can_pack(config)
+        if not packable:
+            line = f"alone: {describe_key(config)}: {problem}"
+        elif len(group) == 1:
+            line = f"alone: {describe_key(config)}: the only run of its pack key"
+        else:
+            shape = image_shape(config)
+            key = rule_key(config, shape)
+            choice = choices.get(key) or fallback_choice(config, shape[-1] * shape[-2])
+            verdict = "packed" if choice.size > 1 else "alone"
+            line = f"{verdict}: {describe_key(config)}: {choice.describe()}"
+        text, count = described.get(line, (line, 0))
+        described[line] = (text, count + len(group))
+    lines += [
+        f"  {text} [{count} run{'s' if count != 1 else ''}]" for text, count in described.values()
+    ]
     return lines
 
 
@@ -274,19 +214,6 @@ def _makespan(durations: list[float], workers: int) -> float:
     for duration in durations:
         heapq.heappush(loads, heapq.heappop(loads) + duration)
     return max(loads)
-
-
-def _alone_reason(config: RunConfig) -> str:
-    packable, reason = can_pack(config)
-    if not packable:
-        return reason
-    height, width = dataset_for(config).input_shape[1:]
-    if pack_size_limit(config.batch_size, height * width) == 1:
-        return (
-            f"batch size {config.batch_size}: batch x pixels above {PACKED_STEP_PIXELS}, where "
-            "packing is slower than training alone"
-        )
-    return "the only run of its pack key"
 
 
 def describe_plan(
@@ -338,7 +265,7 @@ def describe_plan(
         "  " + "  ".join(f"{v:<{w}}" for v, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
-    lines += packing_lines(runs, pack)
+    lines += packing_lines(runs, pack, estimate.pack_choices if estimate else None)
     if estimate is not None:
         lines.append(
             f"Estimated time: {_duration(estimate.wall_seconds)} with {estimate.workers} worker(s) "

@@ -45,7 +45,7 @@ import torch
 from normlab.errors import NormlabError
 from normlab.train import RunConfig, RunResult, train_runs
 from normlab.train.allocator import keep_freed_memory
-from normlab.train.device import resolve_device
+from normlab.train.device import fix_numerics, resolve_device, tf32_allowed
 
 from .diagnose import PRECISE_MAX_EXAMPLES, after_training_for
 from .ray_executor import run_ray
@@ -103,8 +103,12 @@ def engine_options(execution: Execution) -> dict[str, Any]:
 def train_pinned(
     unit: Sequence[RunConfig], threads: int, execution: Execution = DEFAULT_EXECUTION
 ) -> list[RunResult]:
-    """:func:`train_safely` with torch pinned to ``threads`` (what every worker executes)."""
+    """:func:`train_safely` with torch pinned to ``threads`` (what every worker executes), and
+    on a GPU the numerics settings fixed (``device.fix_numerics``: TF32 off unless
+    ``NORMLAB_TF32=1``, deterministic cuDNN)."""
     keep_freed_memory()
+    if execution.device in ("auto", "cuda") and torch.cuda.is_available():
+        fix_numerics()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -172,6 +176,7 @@ def check_execution(executor: str, execution: Execution) -> None:
         raise NormlabError(f"--pack {execution.pack!r}; valid: {', '.join(PACK_MODES)}")
     if executor == "local" or execution.device not in ("auto", "cuda"):
         resolve_device(execution.device)
+    tf32_allowed()  # a bad NORMLAB_TF32 is one error here, not a failure in every worker
 
 
 def default_threads(executor: str, workers: int | None) -> int:
@@ -194,7 +199,7 @@ def run_local(
     check_options("local", workers, threads)
     threads = threads or threads_per_worker(workers)
     on_dispatch = on_dispatch or (lambda config: None)
-    units = work_units(configs, execution.pack)
+    units = work_units(configs, execution.pack, dict(execution.pack_sizes))
     if workers == 1 or len(units) <= 1:
         for unit in units:
             for config in unit:

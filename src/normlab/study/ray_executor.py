@@ -147,7 +147,7 @@ def run_ray(
         gcs = ray.get_runtime_context().gcs_address
         task = ray.remote(_train_with_payload).options(num_cpus=threads, max_retries=0)
         payload_ref = ray.put(payload)
-        queue = list(reversed(work_units(configs, execution.pack)))
+        queue = list(reversed(work_units(configs, execution.pack, dict(execution.pack_sizes))))
         in_flight: dict[ray.ObjectRef, list[RunConfig]] = {}
         try:
             while queue or in_flight:

@@ -15,6 +15,11 @@ first times the study's configurations as the dry run does (:func:`.dryrun.estim
 units' calibrated costs drive the tracker's ETA, and the estimate is kept in the store for the
 report. The calibration times the CPU: runs on a GPU, or a configuration that cannot be timed,
 go without it (the ETA then waits for the first finished unit).
+
+Pack sizes (``--pack auto``) are decided before the units are cut: recorded in the folder by
+an earlier leg, else measured by the calibration, else the fixed rule
+(``calibrate.decide_pack_sizes``, ``packrule.py``); the executors receive them in
+``Execution.pack_sizes``.
 """
 
 from __future__ import annotations
@@ -33,12 +38,14 @@ from normlab.train.model_files import model_files, model_fingerprint
 from normlab.train.model_ref import model_format
 
 from .budget import Budget, CostModel
+from .calibrate import decide_pack_sizes
 from .diagnose import DEFAULT_DIAGNOSTICS
 from .dryrun import Estimate, estimate_time
 from .executors import check_execution, check_options, default_threads, execute
 from .extend import extend_grids
 from .identity import study_id_in
 from .lock import hold_folder
+from .packrule import PackChoice, load_choices
 from .plan import PlannedRun, check_plan, cost_order, expand
 from .progress import ProgressTracker
 from .ray_executor import check_ray_reachable
@@ -228,16 +235,23 @@ def _run_held(
         if progress.on_start:
             progress.on_start(len(todo), finished_before)
         tracker = progress.tracker
-        # The executors cut the same units from the same configs (work.work_units).
-        units = work_units([run.config for run in todo], execution.pack)
-        tracker.add([[c.run_id for c in unit] for unit in units], unit_costs(units))
+        recorded = load_choices(out_dir) if execution.pack == "auto" else {}
         estimate = None
         adaptive = spec.adaptive
         calibrate = calibrate or (adaptive is not None and adaptive.budget is not None)
         # Ray trains on the cluster's machines: timing this one would say nothing about them.
         if calibrate and todo and executor == "local" and _on_cpu(execution):
             tracker.set_phase("calibrating")
-            estimate = _calibrate(store, study_id, runs, todo, execution.pack, workers, threads)
+            estimate = _calibrate(
+                store, study_id, runs, todo, execution.pack, workers, threads, recorded
+            )
+        measured = estimate.pack_choices if estimate is not None else {}
+        execution = decide_pack_sizes(
+            execution, [run.config for run in todo], recorded, measured, out_dir
+        )
+        # The executors cut the same units from the same configs (work.work_units).
+        units = work_units([run.config for run in todo], execution.pack, dict(execution.pack_sizes))
+        tracker.add([[c.run_id for c in unit] for unit in units], unit_costs(units))
         if estimate is not None:
             pace = estimate.wall_seconds / max(estimate.total_seconds, 1e-9)
             tracker.set_calibration(pace, unit_costs(units, estimate))
@@ -261,7 +275,9 @@ def _run_held(
         def train(batch: list[PlannedRun], phase: str | None = None) -> None:
             by_id.update((run.config.run_id, run) for run in batch)
             if batch is not todo:  # runs the grid extension or a round added: the total grows
-                added = work_units([run.config for run in batch], execution.pack)
+                added = work_units(
+                    [run.config for run in batch], execution.pack, dict(execution.pack_sizes)
+                )
                 tracker.add(
                     [[c.run_id for c in unit] for unit in added], unit_costs(added, estimate)
                 )
@@ -283,7 +299,11 @@ def _run_held(
             budget = Budget(adaptive.budget_seconds, spent, time.perf_counter, started)
             records = store.records(study_id)
             costs = CostModel(
-                _unit_cost(estimate), workers or os.cpu_count() or 1, execution.pack, records
+                _unit_cost(estimate),
+                workers or os.cpu_count() or 1,
+                execution.pack,
+                records,
+                dict(execution.pack_sizes),
             )
             check_budget(spec, runs, records, costs, budget)  # refused: no leg, nothing trained
             tracker.set_budget(budget.total, spent)
@@ -322,6 +342,7 @@ def _calibrate(
     pack: str,
     workers: int | None,
     threads: int,
+    recorded: dict[str, PackChoice],
 ) -> Estimate | None:
     """Time ``todo`` as the dry run does and keep the estimate in the store (the first one of
     the study stays: a resume's covers only what was left). None if a configuration cannot be
@@ -329,7 +350,9 @@ def _calibrate(
     traceback, where the calibration could only stop the study."""
     workers = workers or os.cpu_count() or 1
     try:
-        estimate = estimate_time(todo, dataset_for(todo[0].config), workers, threads, pack)
+        estimate = estimate_time(
+            todo, dataset_for(todo[0].config), workers, threads, pack, recorded=recorded
+        )
     except Exception:
         return None
     record = {

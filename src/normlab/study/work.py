@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import cloudpickle
@@ -20,6 +20,11 @@ from normlab.errors import NormlabError
 from normlab.models import MODELS
 from normlab.train import RunConfig, RunResult
 from normlab.train.packed import pack_key
+
+# The fixed rule's names stay importable from here, where executors' callers found them.
+from .packrule import MAX_PACK_SIZE as MAX_PACK_SIZE
+from .packrule import fallback_choice, rule_key
+from .packrule import pack_size_limit as pack_size_limit
 
 ResultCallback = Callable[[RunConfig, RunResult], None]
 """Called in the driver as each run's result arrives."""
@@ -40,6 +45,9 @@ class Execution:
     """Folder where each run's final weights are kept (``run_id.pt``); None: not kept."""
     diagnostics: tuple[str, ...] = ()
     """Per-run diagnostics recorded after training (kinds of ``RunResult.diagnostics``)."""
+    pack_sizes: tuple[tuple[str, int], ...] = ()
+    """(rule key, pack size) the study decided (``packrule.py``): measured when it was planned,
+    or recorded by its first leg; a configuration not listed gets the fixed rule."""
 
 
 UnitTrainer = Callable[[Sequence[RunConfig], int, Execution], list[RunResult]]
@@ -133,43 +141,42 @@ def failed_result(config: RunConfig, error: str) -> RunResult:
 PACK_MODES = ("auto", "off")
 """``--pack``: ``auto`` trains compatible runs as packs (``normlab.train.packed``), ``off`` one
 by one."""
-MAX_PACK_SIZE = 64
-"""No pack holds more runs (beyond 64 the measured images/s at batch 2 stops growing)."""
-PACK_PIXEL_BUDGET = 16_384
-"""Pack size bound: K * batch_size * H * W <= this, i.e. a packed step processes at most as many
-image pixels as 256 digits images (8x8) or 16 CIFAR images (32x32): a pack's activations grow
-with K x batch x pixels, and the bound keeps a packed step within the memory and cache footprint
-of an ordinary batch-256 digits step."""
-PACKED_STEP_PIXELS = 2_048
-"""Runs pack only where batch_size * H * W <= this (batch 32 on digits, 2 on 32x32 images).
-Measured on 2 cores (``normlab bench``, ``docs/BENCHMARKS.md``): packing pays most where a step
-is overhead (7x to 11x at batch 2, about 4x at batch 8 with K = 15 on digits), less as the step
-becomes arithmetic, which packing does not reduce (1.6x to 2x at batch 32), and it loses at
-batch 128 (0.5x: the grouped convolutions are slower than K ordinary ones)."""
 
 
-def pack_size_limit(batch_size: int, image_pixels: int) -> int:
-    """The most runs a pack of ``batch_size`` holds for images of ``image_pixels`` (H * W);
-    1 (no packing) where one run's step is large enough to use the machine alone."""
-    pixels = batch_size * max(1, image_pixels)
-    if pixels > PACKED_STEP_PIXELS:
-        return 1
-    return max(1, min(MAX_PACK_SIZE, PACK_PIXEL_BUDGET // pixels))
-
-
-def work_units(configs: Sequence[RunConfig], pack: str = "auto") -> list[list[RunConfig]]:
+def work_units(
+    configs: Sequence[RunConfig],
+    pack: str = "auto",
+    pack_sizes: Mapping[str, int] | None = None,
+) -> list[list[RunConfig]]:
     """Split ``configs`` into units of work: the runs one worker trains in one engine call.
 
     ``pack="off"``: one run per unit. ``auto``: runs with equal ``pack_key`` (a study cell: they
     differ only in seed, learning rate and the other per-run fields) are split into the fewest
-    packs of at most :func:`pack_size_limit` runs, of near-equal sizes; a run that cannot pack is
-    a unit alone. Units keep the order of their first run in ``configs`` (the runner's longest
-    first order).
+    packs of at most the configuration's pack size, of near-equal sizes: ``pack_sizes[key]`` for
+    its :func:`~.packrule.rule_key` (the measured rule), else the fixed rule
+    (:func:`~.packrule.fallback_choice`). A run that cannot pack is a unit alone. Units keep the
+    order of their first run in ``configs`` (the runner's longest first order).
     """
     if pack not in PACK_MODES:
         raise NormlabError(f"--pack {pack!r}; valid: {', '.join(PACK_MODES)}")
     if pack == "off":
         return [[config] for config in configs]
+    split: list[list[RunConfig]] = []
+    for unit in pack_groups(configs):
+        limit = pack_size_of(unit[0], pack_sizes) if len(unit) > 1 else 1
+        packs = -(-len(unit) // limit)
+        size, extra = divmod(len(unit), packs)
+        start = 0
+        for index in range(packs):
+            stop = start + size + (1 if index < extra else 0)
+            split.append(unit[start:stop])
+            start = stop
+    return split
+
+
+def pack_groups(configs: Sequence[RunConfig]) -> list[list[RunConfig]]:
+    """``configs`` grouped by ``pack_key`` (every run that could share a pack with the first of
+    its group), in the order of each group's first run; a run that cannot pack is a group alone."""
     groups: dict[str, list[RunConfig]] = {}
     units: list[list[RunConfig]] = []
     for config in configs:
@@ -180,19 +187,19 @@ def work_units(configs: Sequence[RunConfig], pack: str = "auto") -> list[list[Ru
             groups[key].append(config)
         else:
             groups[key] = [config]
-            units.append(groups[key])  # filled in place; split below
-    split: list[list[RunConfig]] = []
-    for unit in units:
-        if len(unit) == 1:
-            split.append(unit)
-            continue
-        height, width = dataset_for(unit[0]).input_shape[1:]
-        limit = pack_size_limit(unit[0].batch_size, height * width)
-        packs = -(-len(unit) // limit)
-        size, extra = divmod(len(unit), packs)
-        start = 0
-        for index in range(packs):
-            stop = start + size + (1 if index < extra else 0)
-            split.append(unit[start:stop])
-            start = stop
-    return split
+            units.append(groups[key])
+    return units
+
+
+def image_shape(config: RunConfig) -> tuple[int, ...]:
+    """The (C, H, W) of ``config``'s dataset."""
+    return tuple(dataset_for(config).input_shape)
+
+
+def pack_size_of(config: RunConfig, pack_sizes: Mapping[str, int] | None = None) -> int:
+    """Runs per pack for ``config``'s configuration: the decided size, else the fixed rule."""
+    shape = image_shape(config)
+    key = rule_key(config, shape)
+    if pack_sizes and key in pack_sizes:
+        return max(1, int(pack_sizes[key]))
+    return fallback_choice(config, shape[-1] * shape[-2]).size

@@ -18,6 +18,13 @@ on GPUs) pays that overhead once per K runs. Per run, as alone:
 - metrics: epoch curves, validation accuracy, test accuracy with running and with batch
   statistics at the run's batch size; ``wall_time`` is the pack's training time / K.
 
+Two packers build the pack's model (:func:`build_packed`): the channel packer
+(``packed_model.py``: K runs along the channel axis, layer by layer) for the write-up's ResNet
+and the CIFAR ResNets, where it is the faster; the general packer (``packed_func.py``: stacked
+parameters and buffers through the model's own forward under ``torch.vmap``) for every other
+model. Both take (N, K*C, ...) inputs and give (K, N, classes) logits, so the loop below serves
+both.
+
 Data: each run's own ``epoch_order`` (``classes_per_batch`` included) and augmentation
 (``augment_batch``'s crop and flip with the run's seed and step), served by ``packed_data.py``;
 evaluation of all K runs in one packed forward per chunk: ``packed_eval.py``.
@@ -34,9 +41,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parameter import UninitializedTensorMixin
 
 from normlab.data import Dataset, load_dataset
 from normlab.errors import NormlabError
+from normlab.models import CifarResNet, ResNet
 from normlab.norms import make_norm, norm_entry, packing_problem
 
 from .collapse import collapsed
@@ -58,6 +67,8 @@ from .gradients import packed_gradient_norms
 from .optim import learning_rate_factor
 from .packed_data import RunStreams, packed_batches
 from .packed_eval import correct_counts, finish, precise_test_accuracies
+from .packed_func import FunctionalPackedModel, PackRefused, vmap_problem
+from .packed_func_precise import func_precise_test_accuracies
 from .packed_model import PackedModel
 from .packed_optim import PackedOptimizer
 from .result import EpochRecord, RunResult, TrainingTrace
@@ -75,16 +86,28 @@ PER_RUN_FIELDS = (
 """Config fields runs of one pack may differ in (bn_momentum through the norm's options: runs
 whose norms end up with the same running momentum pack together)."""
 
-PACKABLE_MODELS = ("resnet",)
-"""Architectures the packer handles (``RunConfig.model``; today's configs have none: resnet)."""
+CHANNEL_PACKED_MODELS = ("resnet", "resnet20", "resnet32", "resnet56")
+"""Architectures the channel packer (``packed_model.py``) trains: the write-up's ResNet and the
+CIFAR ResNets, where it is faster than the general packer at small batches
+(``benchmarks/bench_packed_func.py --compare``, docs/BENCHMARKS.md: 6.5x against 4.7x alone
+at batch 2 on 8x8 images for ``resnet``, 1.65x against 1.49x for ResNet-20 on 32x32). Every other
+model the study can build trains through the general packer (``packed_func.py``)."""
+
+CHANNEL_PACKED_CLASSES: tuple[type[torch.nn.Module], ...] = (ResNet, CifarResNet)
+"""The classes those names build (a name registered again from Python builds something else,
+which then takes the general packer)."""
 
 
 def can_pack(config: RunConfig) -> tuple[bool, str]:
     """Whether ``config`` can train inside a pack, and why not when it cannot."""
     model = getattr(config, "model", "resnet")
-    if model not in PACKABLE_MODELS:
-        return False, f"model {model!r} has no packed form (packed: {', '.join(PACKABLE_MODELS)})"
     entry = norm_entry(config.norm)
+    if model not in CHANNEL_PACKED_MODELS:
+        if entry.vmap_problem is not None:
+            return False, f"norm {config.norm!r} cannot be packed: {entry.vmap_problem}"
+        if config.agc_clip is not None:
+            return False, "agc_clip is not packed yet"
+        return True, ""
     if entry.packing is None:
         return False, f"norm {config.norm!r} declares no packed form"
     if config.init != "default":
@@ -132,6 +155,46 @@ def check_pack(configs: Sequence[RunConfig]) -> str:
     return keys[0]
 
 
+def build_packed(
+    configs: Sequence[RunConfig], dataset: Dataset
+) -> tuple[PackedModel | FunctionalPackedModel, list[torch.nn.Module]]:
+    """The pack's model, and each run's own model as built alone (``engine.build_model`` after
+    ``torch.manual_seed(seed)``, as ``train_run``): the channel packer for
+    ``CHANNEL_PACKED_MODELS``, the general packer for any other model. The global RNG state
+    each build leaves is the stream the run's plain ``nn.Dropout`` layers draw from alone
+    (``packed_func.py``).
+
+    :class:`PackRefused` (its runs then train alone) for a model the general packer cannot
+    train exactly: lazy parameters, or a first forward vmap refuses (:func:`vmap_problem`)."""
+    models, states = [], []
+    for config in configs:
+        torch.manual_seed(config.seed)
+        models.append(build_model(config, dataset))
+        states.append(torch.get_rng_state())
+    entry = norm_entry(configs[0].norm)
+    if configs[0].model in CHANNEL_PACKED_MODELS:
+        if type(models[0]) in CHANNEL_PACKED_CLASSES:
+            return PackedModel(models, entry.packing), models
+        if entry.vmap_problem is not None:
+            raise PackRefused(f"norm {configs[0].norm!r} cannot be packed: {entry.vmap_problem}")
+    lazy = [
+        name
+        for name, tensor in [*models[0].named_parameters(), *models[0].named_buffers()]
+        if isinstance(tensor, UninitializedTensorMixin)
+    ]
+    if lazy:
+        raise PackRefused(
+            f"model {configs[0].model!r} cannot be packed: {lazy[0]} is lazy (initialized by the "
+            "first training step, from the global stream)"
+        )
+    packed = FunctionalPackedModel(models, states)
+    sample = dataset.x_train[: configs[0].batch_size].cpu()  # the models are on the CPU here
+    problem = vmap_problem(packed, sample.repeat(1, len(configs), *([1] * (sample.dim() - 2))))
+    if problem is not None:
+        raise PackRefused(f"model {configs[0].model!r} cannot be packed: {problem}")
+    return packed, models
+
+
 def train_packed(
     configs: Sequence[RunConfig],
     dataset: Dataset | None = None,
@@ -158,13 +221,15 @@ def train_packed(
         check_config(config, dataset)
     dataset = dataset_on(dataset, device)
     count = len(configs)
-    models = []
-    for config in configs:
-        torch.manual_seed(config.seed)
-        models.append(build_model(config, dataset))
-    packed = PackedModel(models, norm_entry(configs[0].norm).packing).to(device)
+    packed, models = build_packed(configs, dataset)
+    packed = packed.to(device)
+    if device != "cpu" and isinstance(packed, FunctionalPackedModel) and packed.global_dropout:
+        raise PackRefused(
+            f"model {configs[0].model!r} has nn.Dropout layers, whose masks a run alone draws "
+            f"from the {device} stream: packed runs draw them on the CPU"
+        )
     initial_buffers = {name: b.clone() for name, b in packed.named_buffers()}
-    parameters = dict(packed.network.named_parameters())
+    parameters = packed.stacked_parameters()
     own_dimensions = {name: p.ndim for name, p in models[0].named_parameters()}
     steps_total = total_steps(configs[0], len(dataset.y_train))
     optimizer = PackedOptimizer(
@@ -270,7 +335,12 @@ def train_packed(
     )
     precise = None
     if precise_examples and any(r.status == "done" for r in finished):
-        precise = precise_test_accuracies(packed, models[0], dataset, batch_size, precise_examples)
+        if isinstance(packed, FunctionalPackedModel):
+            precise = func_precise_test_accuracies(packed, dataset, batch_size, precise_examples)
+        else:
+            precise = precise_test_accuracies(
+                packed, models[0], dataset, batch_size, precise_examples
+            )
     judged = []
     for k, result in enumerate(finished):
         result = dataclasses.replace(result, pack_size=count, device=device)

@@ -20,6 +20,7 @@ from normlab.surgery import recalibrate_bn, recalibration_targets
 from .config import RunConfig
 from .engine import diverged_result, validation_loss_error
 from .evaluate import chunks, precise_batches
+from .packed_func import FunctionalPackedModel, RunDropout
 from .packed_model import PackedDropout, PackedModel
 from .result import EpochRecord, RunResult
 
@@ -100,8 +101,9 @@ def _batch_statistics_view(packed: PackedModel) -> PackedModel:
     (no running statistic of ``packed`` moves), dropout off."""
     view = copy.deepcopy(packed)
     view.train()
-    for module in view.modules():
-        if isinstance(module, PackedDropout):
+    modules = view.layer_modules() if isinstance(view, FunctionalPackedModel) else view.modules()
+    for module in modules:
+        if isinstance(module, (PackedDropout, RunDropout)):
             module.eval()
     return view
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from normlab.models import SeededDropout
+from normlab.models.cifar_resnet import ShortcutA
 from normlab.models.dropout import keep_mask
 from normlab.norms import pack_norm, stack_layers, unstack_into
 
@@ -77,6 +78,23 @@ class PackedDropout(nn.Module):
         return f"rates={self.rates}"
 
 
+class PackedShortcutA(nn.Module):
+    """K runs' option-A shortcuts (``models/cifar_resnet.py``): each run's slice subsampled and
+    followed by its own ``out - in`` zero channels (a plain pad would append them all after
+    the last run's slice)."""
+
+    def __init__(self, layer: ShortcutA, count: int) -> None:
+        super().__init__()
+        self.count = count
+        self.shortcut = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels = x.shape[:2]
+        runs = x.view(batch * self.count, channels // self.count, *x.shape[2:])
+        out = self.shortcut(runs)
+        return out.view(batch, -1, *out.shape[2:])
+
+
 def _is_stateless(layer: nn.Module) -> bool:
     return not any(True for _ in layer.parameters()) and not any(True for _ in layer.buffers())
 
@@ -118,6 +136,8 @@ class PackedModel(nn.Module):
     ) -> nn.Module | None:
         if any(isinstance(layer, SeededDropout) for layer in layers):
             return PackedDropout(layers, _dropout_channels(model, name))
+        if isinstance(layers[0], ShortcutA):
+            return PackedShortcutA(layers[0], self.count)
         if _is_stateless(layers[0]):
             return None
         self.stacked.append(name)
@@ -129,6 +149,11 @@ class PackedModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
+
+    def stacked_parameters(self) -> dict[str, nn.Parameter]:
+        """Every parameter of the packed network (K runs' tensors along the first dimension),
+        by its name in a run's own model (the packed layers keep the names)."""
+        return dict(self.network.named_parameters())
 
     def unpack_into(self, index: int, model: nn.Module) -> None:
         """Write run ``index``'s slice of every tensor into ``model`` (that run's own model)."""

@@ -108,6 +108,8 @@ class PackedOptimizer:
             self.first_moments,
             strict=True,
         ):
+            if parameter.grad is None:
+                continue  # torch.optim.SGD skips it too (frozen, or outside the loss)
             # In place on the gradient (the step's last reader of it): an out-of-place direction
             # allocated a tensor the size of the parameter per parameter per step.
             direction = parameter.grad.view(self.count, -1).addcmul_(decay, view)
@@ -131,6 +133,8 @@ class PackedOptimizer:
             self.second_moments,
             strict=True,
         ):
+            if parameter.grad is None:
+                continue  # torch.optim.AdamW skips it too, weight decay included
             grad = parameter.grad.view(self.count, -1)
             view.mul_(_column([1 - lr * w for lr, w in zip(rates, decays, strict=True)], self.like))
             first.lerp_(grad, keep)

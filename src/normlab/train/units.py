@@ -6,6 +6,7 @@ Its own module because it sits above both engines: ``packed.py`` builds on ``eng
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +15,10 @@ from normlab.data import Dataset
 from .config import RunConfig
 from .engine import AfterTraining, train_run, weights_file
 from .packed import train_packed
+from .packed_func import PackRefused
 from .result import RunResult
+
+logger = logging.getLogger(__name__)
 
 
 def train_runs(
@@ -34,14 +38,18 @@ def train_runs(
     runs' PreciseBN test accuracies in one pass (``train_packed``; a run alone leaves it to the
     diagnostic)."""
     if len(configs) > 1:
-        return train_packed(
-            configs,
-            dataset,
-            weights_paths=[weights_file(weights_dir, config) for config in configs],
-            after_training=after_training,
-            device=device,
-            precise_examples=precise_examples,
-        )
+        try:
+            return train_packed(
+                configs,
+                dataset,
+                weights_paths=[weights_file(weights_dir, config) for config in configs],
+                after_training=after_training,
+                device=device,
+                precise_examples=precise_examples,
+            )
+        except PackRefused as refused:
+            # Found before any step: the runs train alone, as they would have unpacked.
+            logger.warning("%s; its %d runs train alone", refused, len(configs))
     return [
         dataclasses.replace(
             train_run(
