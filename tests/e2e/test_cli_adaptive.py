@@ -153,17 +153,18 @@ def test_sigkill_in_a_round_then_the_same_command_resumes_it(tmp_path, pack):
     process = start(spec, out, "--workers", "1", "--threads", "1", "--pack", pack, "--quiet")
 
     def in_round_2() -> bool:
-        return (
-            any(
-                role == "eval" and rnd >= 2 and status == "done"
-                for _, status, role, rnd, _ in runs(out)
-            )
-            if (out / "normlab.db").exists()
-            else False
+        try:
+            rows = runs(out) if (out / "normlab.db").exists() else []
+        except sqlite3.OperationalError:  # the store is being created: no tables yet
+            return False
+        return any(
+            role == "eval" and rnd >= 2 and status == "done" for _, status, role, rnd, _ in rows
         )
 
-    wait_for(in_round_2, process)
-    process.kill()
+    try:
+        wait_for(in_round_2, process)
+    finally:
+        process.kill()  # a failed wait must not leave the study training under later tests
     process.communicate()
     assert process.returncode == -signal.SIGKILL
     before = {run_id: status for run_id, status, *_ in runs(out)}

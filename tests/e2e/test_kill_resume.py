@@ -45,7 +45,15 @@ def start(spec: Path, out: Path, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, like a shell job
+        preexec_fn=_sigint_as_in_a_terminal,
     )
+
+
+def _sigint_as_in_a_terminal() -> None:
+    # A non-interactive shell starts background jobs with SIGINT ignored and Python keeps an
+    # inherited SIG_IGN, so a test suite launched with `cmd &` would start a driver deaf to
+    # Ctrl-C. A terminal's foreground job has the default disposition: give the driver that.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def count(out: Path, status: str) -> int:
