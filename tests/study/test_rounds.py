@@ -4,6 +4,7 @@ clock (no torch): which runs each round adds, and that the budget is never overr
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,7 +12,7 @@ from normlab.errors import NormlabError
 from normlab.study import spec_from_dict
 from normlab.study.budget import HEADROOM, START_SECONDS, Budget, CostModel
 from normlab.study.plan import PlannedRun, expand
-from normlab.study.rounds import check_budget, next_round, run_adaptive
+from normlab.study.rounds import check_budget, fitting_train_size, next_round, run_adaptive
 from normlab.study.store import open_store
 from normlab.train import RunResult
 
@@ -120,6 +121,29 @@ def test_a_budget_too_small_for_tuning_and_round_1_is_refused_naming_the_smalles
         smallest = math.ceil(2 + (8 + 12) * (1 + HEADROOM))
         with pytest.raises(NormlabError, match=f"budget 10s is too small.*would do is {smallest}s"):
             check_budget(spec, planned, store.records(spec.study_id), costs(), budget)
+
+
+def test_the_refusal_names_the_training_set_that_would_fit(tmp_path):
+    spec = spec_from_dict(SPEC)
+    store, planned = start(tmp_path, spec)
+    dataset = SimpleNamespace(y_train=[0] * 3000, num_classes=10)
+    with store:
+        clock = [0.0]
+        budget = Budget(12.0, clock=lambda: clock[0])
+        # 20 s of work (tuning and round 1); 12 s / 1.2 = 10 s available: half the examples,
+        # shrunk by the headroom once more (1250), to two significant digits.
+        with pytest.raises(NormlabError, match="about 1200 training examples of the 3000 would fit"):
+            check_budget(spec, planned, store.records(spec.study_id), costs(), budget, dataset)
+
+
+def test_fitting_train_size_declines_where_fewer_examples_would_not_help():
+    spec = spec_from_dict(SPEC)
+    planned = expand(spec)
+    assert fitting_train_size(planned, 100.0, 50.0, 10_000, 10) == 4100  # 10000 / 2 / 1.2
+    assert fitting_train_size(planned, 100.0, 150.0, 10_000, 10) is None  # fits already
+    assert fitting_train_size(planned, 100.0, 1.0, 10_000, 10) is None  # < 10 per class
+    by_steps = [PlannedRun(run.config.replace(steps=50), run.cell) for run in planned]
+    assert fitting_train_size(by_steps, 100.0, 50.0, 10_000, 10) is None  # fixed steps
 
 
 def test_the_budget_stops_before_a_round_that_would_overrun_and_a_larger_one_continues(tmp_path):

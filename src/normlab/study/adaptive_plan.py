@@ -20,11 +20,11 @@ from typing import Any
 from normlab.analysis.summary import cell_key, context
 from normlab.data import Dataset
 
-from .budget import CostModel, with_headroom
+from .budget import HEADROOM, CostModel, with_headroom
 from .dryrun import Estimate, describe_plan
 from .plan import PlannedRun
 from .protocol import duration_text
-from .rounds import round1_stand_in
+from .rounds import fitting_train_size, round1_stand_in
 from .spec import StudySpec
 
 ASSUMED_SD = 0.01
@@ -90,9 +90,12 @@ def describe_adaptive_plan(
         configs = [config.replace(seed=seed) for config in template for seed in seeds]
         phases.append((f"round {round_index}", look, configs))
         previous = look
+    need_first: float | None = None  # tuning and round 1
     for name, look, configs in phases:
         seconds = costs.predict(configs) if costs is not None else None
         total += seconds or 0.0
+        if name == "round 1" and costs is not None:
+            need_first = total
         fits = ""
         if budget is not None and seconds is not None:
             fits = "fits" if with_headroom(total) <= budget else "over"
@@ -129,6 +132,7 @@ def describe_adaptive_plan(
             lines.append(
                 f"Within {adaptive.budget}: not even tuning and round 1 fit; the study would be "
                 "refused before training (see the estimated times above)."
+                + _smaller_training_set(spec, runs, dataset, estimate, need_first)
             )
         elif fits_until in ("tuning", "round 1"):
             lines.append(
@@ -147,6 +151,30 @@ def describe_adaptive_plan(
             )
     lines.append("Dry run: nothing was trained or written.")
     return lines
+
+
+def _smaller_training_set(
+    spec: StudySpec,
+    runs: list[PlannedRun],
+    dataset: Dataset,
+    estimate: Estimate | None,
+    need: float | None,
+) -> str:
+    """What fits the budget with fewer training examples (:func:`.rounds.fitting_train_size`),
+    counting the calibration the study spends first; empty where that would not help."""
+    assert spec.adaptive is not None and spec.adaptive.budget_seconds is not None
+    if estimate is None or need is None:
+        return ""
+    left = spec.adaptive.budget_seconds - estimate.calibration_seconds
+    num_train = len(dataset.y_train)
+    fits = fitting_train_size(runs, need, left / (1.0 + HEADROOM), num_train, dataset.num_classes)
+    if fits is None:
+        return ""
+    return (
+        f" About {fits} training examples of the {num_train} would fit (--max-train {fits}; "
+        "a spec: [run] dataset_options max_train_examples): an answer about that smaller "
+        "training set, which a dry run with it checks."
+    )
 
 
 def dry_run_lines(

@@ -29,10 +29,11 @@ from typing import Any
 
 from normlab.analysis.adaptive import assess_study, open_contexts
 from normlab.analysis.summary import context, full_cell
+from normlab.data import Dataset
 from normlab.errors import NormlabError
 from normlab.train import RunConfig
 
-from .budget import Budget, CostModel, with_headroom
+from .budget import HEADROOM, Budget, CostModel, with_headroom
 from .extend import extend_grids, selected_lr
 from .plan import PlannedRun
 from .protocol import duration_text
@@ -139,15 +140,41 @@ def round1_stand_in(spec: StudySpec, planned: list[PlannedRun]) -> list[RunConfi
     ]
 
 
+def fitting_train_size(
+    planned: list[PlannedRun], need: float, available: float, num_train: int, num_classes: int
+) -> int | None:
+    """The training examples with which work predicted at ``need`` seconds on ``num_train``
+    would fit in ``available`` seconds, or None where fewer examples would not help (runs of a
+    fixed number of steps, nothing to scale) or would leave fewer than 10 per class.
+
+    A run's cost is about proportional to its training examples (its steps at a fixed number of
+    epochs and, with ``--max-train``, its evaluations too); a fixed cost per run (building the
+    model, starting workers) is not, so the size is shrunk by a further :data:`.budget.HEADROOM`
+    and rounded down to two significant digits: an estimate, which ``--dry-run`` checks."""
+    if num_train <= 0 or need <= 0 or available <= 0 or available >= need:
+        return None
+    if any(run.config.steps is not None for run in planned):
+        return None
+    size = num_train * available / need / (1.0 + HEADROOM)
+    if size < 1:
+        return None
+    digits = 10 ** max(0, len(str(int(size))) - 2)
+    size = int(size) // digits * digits
+    return size if size >= 10 * max(1, num_classes) else None
+
+
 def check_budget(
     spec: StudySpec,
     planned: list[PlannedRun],
     records: list[dict[str, Any]],
     costs: CostModel,
     budget: Budget,
+    dataset: Dataset | None = None,
 ) -> None:
     """Refuse, before anything trains, a budget too small for the tuning runs still to train
-    and evaluation round 1, naming the smallest budget that would do."""
+    and evaluation round 1, naming the smallest budget that would do and, where the runs'
+    length is in epochs of the ``dataset``'s training split, about how many examples would fit
+    the budget given (:func:`fitting_train_size`)."""
     if budget.total is None or any(r["role"] == "eval" for r in records):
         return
     finished = {r["run_id"] for r in records if r["status"] in FINISHED}
@@ -159,13 +186,27 @@ def check_budget(
     if budget.allows(need_tuning + need_round):
         return
     smallest = budget.spent() + with_headroom(need_tuning + need_round)
+    left = budget.left() or 0.0
+    fits, num_train = None, len(dataset.y_train) if dataset is not None else 0
+    if dataset is not None and not finished:  # a study begun keeps its training set
+        available = left / (1.0 + HEADROOM)
+        fits = fitting_train_size(
+            planned, need_tuning + need_round, available, num_train, dataset.num_classes
+        )
+    smaller = (
+        f"; within {duration_text(budget.total)}, about {fits} training examples of the "
+        f"{num_train} would fit (--max-train {fits}; a spec: [run] dataset_options "
+        "max_train_examples), an answer about that smaller training set: --dry-run checks it"
+        if fits is not None
+        else ""
+    )
     raise NormlabError(
         f"budget {duration_text(budget.total)} is too small: the learning-rate search ({len(tuning)} "
         f"tuning runs, about {duration_text(need_tuning)}) and evaluation round 1 "
         f"({len(round1_stand_in(spec, planned))} runs, about {duration_text(need_round)}) do not "
         f"fit in what is left ({duration_text(budget.spent())} spent by earlier runs and the "
         f"calibration); the smallest budget that would do is {duration_text(smallest)} (or ask "
-        "about fewer batch sizes, norms or lr grid points)"
+        f"about fewer batch sizes, norms or lr grid points){smaller}"
     )
 
 

@@ -305,7 +305,8 @@ def _run_held(
                 records,
                 dict(execution.pack_sizes),
             )
-            check_budget(spec, runs, records, costs, budget)  # refused: no leg, nothing trained
+            # Refused: no leg, nothing trained.
+            check_budget(spec, runs, records, costs, budget, dataset_for(runs[0].config))
             tracker.set_budget(budget.total, spent)
         try:
             if adaptive is not None:  # tuning, then evaluation rounds (study/rounds.py)
