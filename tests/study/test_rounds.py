@@ -132,7 +132,9 @@ def test_the_refusal_names_the_training_set_that_would_fit(tmp_path):
         budget = Budget(12.0, clock=lambda: clock[0])
         # 20 s of work (tuning and round 1); 12 s / 1.2 = 10 s available: half the examples,
         # shrunk by the headroom once more (1250), to two significant digits.
-        with pytest.raises(NormlabError, match="about 1200 training examples of the 3000 would fit"):
+        with pytest.raises(
+            NormlabError, match="about 1200 training examples of the 3000 would fit"
+        ):
             check_budget(spec, planned, store.records(spec.study_id), costs(), budget, dataset)
 
 
