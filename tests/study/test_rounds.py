@@ -130,10 +130,11 @@ def test_the_refusal_names_the_training_set_that_would_fit(tmp_path):
     with store:
         clock = [0.0]
         budget = Budget(12.0, clock=lambda: clock[0])
-        # 20 s of work (tuning and round 1); 12 s / 1.2 = 10 s available: half the examples,
-        # shrunk by the headroom once more (1250), to two significant digits.
+        # 20 s of work (tuning and round 1); 12 s / 1.2 = 10 s available: 3000 x 0.5 ** (1 /
+        # 0.85) = 1327 examples, shrunk by the headroom once more (1105), to two significant
+        # digits.
         with pytest.raises(
-            NormlabError, match="about 1200 training examples of the 3000 would fit"
+            NormlabError, match="about 1100 training examples of the 3000 would fit"
         ):
             check_budget(spec, planned, store.records(spec.study_id), costs(), budget, dataset)
 
@@ -141,7 +142,8 @@ def test_the_refusal_names_the_training_set_that_would_fit(tmp_path):
 def test_fitting_train_size_declines_where_fewer_examples_would_not_help():
     spec = spec_from_dict(SPEC)
     planned = expand(spec)
-    assert fitting_train_size(planned, 100.0, 50.0, 10_000, 10) == 4100  # 10000 / 2 / 1.2
+    # 10000 x 0.5 ** (1 / 0.85) / 1.2 = 3686
+    assert fitting_train_size(planned, 100.0, 50.0, 10_000, 10) == 3600
     assert fitting_train_size(planned, 100.0, 150.0, 10_000, 10) is None  # fits already
     assert fitting_train_size(planned, 100.0, 1.0, 10_000, 10) is None  # < 10 per class
     by_steps = [PlannedRun(run.config.replace(steps=50), run.cell) for run in planned]
