@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from normlab.study import spec_from_dict
 from normlab.study.adaptive_plan import ASSUMED_SD, comparisons, dry_run_lines
 from normlab.study.dryrun import estimate_time
+from normlab.study.packrule import PackChoice, rule_key
 from normlab.study.plan import check_study
+from normlab.study.protocol import duration_text
 
 SPEC = {
     "study": {"protocol": "adaptive", "tuning_seeds": 1, "max_seeds": 9, "budget": "{budget}"},
@@ -50,3 +54,23 @@ def test_a_small_budget_marks_the_rounds_it_cannot_start():
     rows = [line.split() for line in lines if line.lstrip().startswith(("tuning", "round"))]
     assert rows[-1][-1] == "over"
     assert "refused before training" in lines[-2]
+
+
+def test_the_tuning_row_cuts_units_at_the_study_pack_sizes():
+    # Every configuration measured as training alone; a pack of 2 is then timed (falsely) as
+    # costing what one run alone does. The tuning row (one worker: the sum of its units) must
+    # price the runs alone, as the estimate does, not cut them into the fixed rule's packs.
+    values = {**SPEC, "study": {**SPEC["study"], "budget": "1h"}}
+    spec = spec_from_dict(values)
+    runs, dataset = check_study(spec)
+    shape = tuple(dataset.input_shape)
+    alone = PackChoice(1, "measured", 0.9, ((2, 0.9),), reason="packed at best 0.90x")
+    recorded = {rule_key(run.config, shape): alone for run in runs}
+    estimate = estimate_time(runs, dataset, workers=1, pack="auto", recorded=recorded)
+    timings = dict(estimate.timings)
+    timings.update({(*key[:-1], 2): timing for key, timing in estimate.timings.items()})
+    estimate = replace(estimate, timings=timings)
+    assert estimate.units == len(runs)
+    lines = dry_run_lines(spec, runs, dataset, estimate, "auto", 1)
+    (tuning,) = [line.split() for line in lines if line.lstrip().startswith("tuning")]
+    assert tuning[3] == duration_text(estimate.wall_seconds)

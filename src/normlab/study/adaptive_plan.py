@@ -77,7 +77,11 @@ def describe_adaptive_plan(
             else f" (rounds go on until every comparison resolves or {adaptive.max_seeds} seeds)"
         ),
     ]
-    costs = CostModel(estimate.unit_seconds, workers, pack) if estimate is not None else None
+    costs = (
+        CostModel(estimate.unit_seconds, workers, pack, pack_sizes=estimate.pack_sizes)
+        if estimate is not None
+        else None
+    )  # units cut at the study's measured pack sizes, as the runner cuts them
     template = [config for config in round1_stand_in(spec, runs) if config.seed == 0]
     cells = len(template)  # one config per cell: a run's cost does not depend on its lr
     rows = [("phase", "seeds", "runs", "est. time", "cumulative", "MDE (sd 1 point)", "")]
