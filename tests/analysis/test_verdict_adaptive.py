@@ -92,8 +92,11 @@ def test_an_open_comparison_states_its_detectable_effect_and_the_time_to_resolve
     # 11 - 5 = 6 more seeds, each training the context's 3 cells for 30 s: 540 s = 9 min.
     assert "about 11 seeds would resolve it, 6 more: about 9 min of training" in text
     assert "it would not resolve by max_seeds = 20" in text  # ln: no projection
-    # The context's time is not summed when one of its open comparisons cannot resolve.
-    assert "none of them is projected to resolve by max_seeds = 20" in text
+    # gn's projection is the context's time; ln's (none) is left out, and said.
+    assert (
+        "A larger budget would resolve 1 of them by max_seeds = 20, as the design projects "
+        "(the other 1 not, at the spread seen): about 9 min more of training in 1 context(s)"
+    ) in text
     assert "2 of 4 comparison(s) remain unresolved" in text
     assert "undecided at batch size 4" in result.recommendation
     assert result.switch_to == ()

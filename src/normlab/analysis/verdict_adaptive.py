@@ -178,6 +178,7 @@ def adaptive_verdict(
     outcome: dict[str, tuple[str, str | None]] = {}
     remedies: dict[str, Remedy] = {}
     open_seconds: dict[str, float] = {}
+    projected = 0  # open comparisons projected to resolve by max_seeds (and timed)
     for key, items in by_context.items():
         items = sorted(
             items, key=lambda i: (STATUSES.index(i.assessment.status), i.assessment.mean or 0.0)
@@ -204,14 +205,20 @@ def adaptive_verdict(
             outcome[key] = ("keep", None)
         else:
             outcome[key] = ("open", None)
+        # Seeds still needed by each open comparison the design projects to resolve; the
+        # context trains them for all its cells, so its time is the largest.
         missing = [
-            _missing_seeds(i.assessment) for i in items if i.assessment.status == "unresolved"
+            seeds
+            for i in items
+            if i.assessment.status == "unresolved"
+            and (seeds := _missing_seeds(i.assessment)) is not None
         ]
-        if missing and None not in missing and per_seed is not None:
+        if missing and per_seed is not None:
             open_seconds[key] = max(missing) * per_seed
+            projected += len(missing)
     open_count = sum(i.assessment.status == "unresolved" for i in assessed)
     if open_count:
-        sentences.append(_open_sentence(open_count, len(assessed), open_seconds, design))
+        sentences.append(_open_sentence(open_count, len(assessed), projected, open_seconds, design))
     recommendation = _recommend(by_context, outcome, remedies, baseline, compare, design)
     switch_to = tuple(dict.fromkeys(alt for kind, alt in outcome.values() if kind == "switch"))
     return Verdict(tuple(sentences), recommendation, switch_to)
@@ -262,16 +269,27 @@ def _deficit_sentences(
 
 
 def _open_sentence(
-    open_count: int, total: int, open_seconds: dict[str, float], design: SequentialDesign
+    open_count: int,
+    total: int,
+    projected: int,
+    open_seconds: dict[str, float],
+    design: SequentialDesign,
 ) -> str:
+    """How many comparisons are open and what a larger budget would buy: the resolution of
+    the ``projected`` ones, in the time of the largest projection of each context."""
     text = f"{open_count} of {total} comparison(s) remain unresolved."
     if open_seconds:
+        others = (
+            ""
+            if projected == open_count
+            else f" (the other {open_count - projected} not, at the spread seen)"
+        )
         text += (
-            f" A larger budget would buy their resolution where the design projects one by "
-            f"max_seeds = {design.max_seeds}: about {duration(sum(open_seconds.values()))} more "
-            f"of training in {len(open_seconds)} context(s), at the wall time per evaluation "
-            "seed measured here (rerun the same command with a larger --budget; finished runs "
-            "are kept)."
+            f" A larger budget would resolve {projected} of them by max_seeds = "
+            f"{design.max_seeds}, as the design projects{others}: about "
+            f"{duration(sum(open_seconds.values()))} more of training in {len(open_seconds)} "
+            "context(s), at the wall time per evaluation seed measured here (rerun the same "
+            "command with a larger --budget; finished runs are kept)."
         )
     else:
         text += (
