@@ -226,3 +226,27 @@ def test_a_saturated_context_is_named_first_and_recommends_nothing_there():
     assert saturated.startswith("At batch size 4, every level of norm reaches the ceiling")
     assert "At batch size 4 (saturated: no evidence either way)" in result.paragraph
     assert result.recommendation == "Recommendation: at batch size 8 use gn."
+
+
+def test_without_an_interval_nothing_is_projected_from_the_seeds():
+    # Two evaluation seeds (round 1 interrupted): no interval, no spread to project from. The
+    # verdict must not say a number of seeds would resolve it, nor count it as projected.
+    records = adaptive_records({("bn", 4): 0.80, ("gn", 4): 0.90}, rounds=(2,), wall_time=WALL)
+    items = assess_study(records, SequentialDesign(), "bn")
+    assert items[0].assessment.interval is None
+    result = adaptive_verdict(cell_statistics(records), items, DESIGN, records, "norm", "bn")
+    text = result.paragraph
+    assert "no repeated 95% CI: fewer than 3 evaluation seeds" in text
+    assert "seeds would resolve it" not in text
+    assert "A larger budget would resolve" not in text
+
+
+def test_a_look_not_reached_is_not_called_identical_differences():
+    # With first_round = 5, four seeds reach no look yet: no interval, but the differences vary.
+    records = adaptive_records({("bn", 4): 0.80, ("gn", 4): 0.90}, rounds=(4,), noise=0.01)
+    design = SequentialDesign(first_round=5, round_seeds=5, comparisons=1)
+    items = assess_study(records, design, "bn")
+    assert items[0].assessment.seeds == 4 and items[0].assessment.interval is None
+    text = adaptive_verdict(cell_statistics(records), items, design, records, "norm", "bn")
+    assert "identical paired differences" not in text.paragraph
+    assert "fewer than 5 evaluation seeds" in text.paragraph

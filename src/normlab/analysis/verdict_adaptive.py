@@ -32,6 +32,7 @@ from .compare import CellStats
 from .decomposition import gain_interval, precise_gain
 from .remedies import Remedy, best_remedy, keeps_bn, rank_remedies, remedy_sentence
 from .sequential import Assessment, SequentialDesign
+from .statistics import MIN_SEEDS_FOR_CI
 from .summary import EVALUATE, FINISHED, cell_key, full_cell
 from .verdict import Verdict
 from .wording import points
@@ -67,12 +68,16 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def repeated(assessment: Assessment, alpha: float, negate: bool = False) -> str:
-    """``repeated 95% CI -22.0 to -0.7`` (negated: alternative - baseline), or why none."""
+def repeated(
+    assessment: Assessment, alpha: float, negate: bool = False, first_look: int = MIN_SEEDS_FOR_CI
+) -> str:
+    """``repeated 95% CI -22.0 to -0.7`` (negated: alternative - baseline), or why none (the
+    seeds are short of the design's ``first_look``, or the differences are identical)."""
     label = f"repeated {100 * (1 - alpha):g}% CI"
     if assessment.interval is None:
-        if assessment.seeds < 3:
-            return f"no {label}: fewer than 3 evaluation seeds"
+        first = max(first_look, MIN_SEEDS_FOR_CI)
+        if assessment.seeds < first:
+            return f"no {label}: fewer than {first} evaluation seeds"
         return f"no {label}: identical paired differences"
     ci = assessment.interval.negated() if negate else assessment.interval
     return f"{label} {points(ci.low)} to {points(ci.high)}"
@@ -107,7 +112,7 @@ def comparison_clause(
     if a.mean is None:
         return f"unresolved against {alt} (no evaluation seed of both has finished yet)"
     text = f"unresolved against {alt} ({base} - {alt} = {points(a.mean)} points, "
-    text += f"{repeated(a, design.alpha)}"
+    text += f"{repeated(a, design.alpha, first_look=design.first_round)}"
     if a.detectable is not None:
         text += (
             f"; the smallest difference {a.seeds} seeds could resolve is ±{points(a.detectable)} "
@@ -120,6 +125,12 @@ def _outlook(
     assessment: Assessment, design: SequentialDesign, seconds_per_seed: float | None
 ) -> str:
     missing = _missing_seeds(assessment)
+    if assessment.interval is None:
+        return (
+            f"nothing is projected before the first look at {design.first_round} seeds"
+            if assessment.seeds < design.first_round
+            else "no spread to project from"
+        )
     if missing is None:
         return (
             f"at the spread seen it would not resolve by max_seeds = {design.max_seeds}: the "
@@ -134,7 +145,9 @@ def _outlook(
 
 
 def _missing_seeds(assessment: Assessment) -> int | None:
-    if assessment.seeds_to_resolve is None:
+    """Seeds a projection says are still missing; None where nothing is projected (no
+    interval yet: no spread at a look to project from)."""
+    if assessment.seeds_to_resolve is None or assessment.interval is None:
         return None
     return max(0, assessment.seeds_to_resolve - assessment.seeds)
 
