@@ -121,8 +121,9 @@ def next_round(spec: StudySpec, records: list[dict[str, Any]]) -> list[PlannedRu
         target = design.next_look(have)
         if target is None:
             continue
-        for key in members:
-            added += evaluation_runs(spec, tuning[key], range(have, target))
+        for key in members:  # a seed a cell already has is never planned again
+            seeds = [seed for seed in range(have, target) if seed not in seeds_of[key]]
+            added += evaluation_runs(spec, tuning[key], seeds)
     return added
 
 
