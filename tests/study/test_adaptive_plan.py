@@ -114,3 +114,15 @@ def test_the_dry_run_marks_the_rounds_the_runner_would_start(monkeypatch):
     # (21.6 s with the headroom) starts; round 3 then has 7 s left and does not.
     rows = rows_of(fake_plan(monkeypatch, "55s", calibration=0.0))
     assert (rows["round 1"], rows["round 2"], rows["round 3"]) == ("fits", "fits", "over")
+
+
+def test_without_a_calibration_the_dry_run_does_not_promise_a_refusal(monkeypatch):
+    # On a GPU or Ray nothing is calibrated: the runner cannot price tuning and round 1 and
+    # does not refuse (rounds.check_budget), so the dry run must not say it would.
+    from normlab.study import adaptive_plan
+
+    monkeypatch.setattr(adaptive_plan, "describe_plan", lambda *args: ["Dry run"])
+    spec = spec_from_dict({**SPEC, "study": {**SPEC["study"], "budget": "1h"}})
+    runs, dataset = check_study(spec)
+    lines = dry_run_lines(spec, runs, dataset, None, "off", 1)
+    assert not any("refused" in line for line in lines)

@@ -135,7 +135,13 @@ def describe_adaptive_plan(
         f"{ASSUMED_SD * 100:g} point across seeds (stated, not measured)."
     )
     if budget is not None:
-        if fits_until is None:
+        if need_first is None:  # rounds.check_budget cannot price them either: no refusal
+            lines.append(
+                f"Within {adaptive.budget}: tuning and round 1 cannot be priced without a "
+                "calibration; the study starts, and each round is priced from the runs measured "
+                "before it."
+            )
+        elif fits_until is None:
             lines.append(
                 f"Within {adaptive.budget}: not even tuning and round 1 fit; the study would be "
                 "refused before training (see the estimated times above)."
