@@ -250,3 +250,19 @@ def test_a_look_not_reached_is_not_called_identical_differences():
     text = adaptive_verdict(cell_statistics(records), items, design, records, "norm", "bn")
     assert "identical paired differences" not in text.paragraph
     assert "fewer than 5 evaluation seeds" in text.paragraph
+
+
+def test_a_projection_without_a_measured_time_is_not_called_unprojected():
+    # Evaluation runs without a recorded wall time: the projection stands, only its time is
+    # unknown; the summary must not say none is projected to resolve.
+    records = adaptive_records(MEANS, rounds=(3, 2), wall_time=WALL)
+    for record in records:
+        if record["role"] == "eval":
+            record["wall_time"] = None
+    items = [
+        assessed(4, "gn", assessment(-0.012, -0.03, 0.006, "unresolved", p=0.4, to_resolve=11)),
+        assessed(128, "gn", assessment(0.0, -0.006, 0.006, "equivalent", p=0.9)),
+    ]
+    text = adaptive_verdict(cell_statistics(records), items, DESIGN, records, "norm", "bn")
+    assert "about 11 seeds would resolve it" in text.paragraph
+    assert "none of them is projected to resolve" not in text.paragraph

@@ -191,7 +191,8 @@ def adaptive_verdict(
     outcome: dict[str, tuple[str, str | None]] = {}
     remedies: dict[str, Remedy] = {}
     open_seconds: dict[str, float] = {}
-    projected = 0  # open comparisons projected to resolve by max_seeds (and timed)
+    projected = 0  # open comparisons projected to resolve by max_seeds
+    untimed = 0  # of those, the ones in contexts with no measured wall time per seed
     for key, items in by_context.items():
         items = sorted(
             items, key=lambda i: (STATUSES.index(i.assessment.status), i.assessment.mean or 0.0)
@@ -226,12 +227,16 @@ def adaptive_verdict(
             if i.assessment.status == "unresolved"
             and (seeds := _missing_seeds(i.assessment)) is not None
         ]
+        projected += len(missing)
         if missing and per_seed is not None:
             open_seconds[key] = max(missing) * per_seed
-            projected += len(missing)
+        elif missing:
+            untimed += len(missing)
     open_count = sum(i.assessment.status == "unresolved" for i in assessed)
     if open_count:
-        sentences.append(_open_sentence(open_count, len(assessed), projected, open_seconds, design))
+        sentences.append(
+            _open_sentence(open_count, len(assessed), projected, open_seconds, design, untimed)
+        )
     recommendation = _recommend(by_context, outcome, remedies, baseline, compare, design)
     switch_to = tuple(dict.fromkeys(alt for kind, alt in outcome.values() if kind == "switch"))
     return Verdict(tuple(sentences), recommendation, switch_to)
@@ -287,11 +292,13 @@ def _open_sentence(
     projected: int,
     open_seconds: dict[str, float],
     design: SequentialDesign,
+    untimed: int = 0,
 ) -> str:
     """How many comparisons are open and what a larger budget would buy: the resolution of
-    the ``projected`` ones, in the time of the largest projection of each context."""
+    the ``projected`` ones, in the time of the largest projection of each context where a wall
+    time per seed was measured (``untimed`` of them are in contexts without one)."""
     text = f"{open_count} of {total} comparison(s) remain unresolved."
-    if open_seconds:
+    if projected:
         others = (
             ""
             if projected == open_count
@@ -299,11 +306,17 @@ def _open_sentence(
         )
         text += (
             f" A larger budget would resolve {projected} of them by max_seeds = "
-            f"{design.max_seeds}, as the design projects{others}: about "
-            f"{duration(sum(open_seconds.values()))} more of training in {len(open_seconds)} "
-            "context(s), at the wall time per evaluation seed measured here (rerun the same "
-            "command with a larger --budget; finished runs are kept)."
+            f"{design.max_seeds}, as the design projects{others}"
         )
+        if open_seconds:
+            text += (
+                f": about {duration(sum(open_seconds.values()))} more of training in "
+                f"{len(open_seconds)} context(s), at the wall time per evaluation seed measured "
+                "here"
+            )
+        if untimed:
+            text += f" ({untimed} of them not timed: no wall time was recorded there)"
+        text += " (rerun the same command with a larger --budget; finished runs are kept)."
     else:
         text += (
             f" At the spread seen none of them is projected to resolve by max_seeds = "
