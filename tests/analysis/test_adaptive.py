@@ -109,3 +109,19 @@ def test_resolution_is_one_test_example():
     records = study(MEANS, seeds=6)
     assert resolution(records) == pytest.approx(1 / TEST_EXAMPLES)
     assert resolution([]) == 0.0
+
+
+def test_rounds_count_the_seeds_at_the_look_only():
+    # Round 2 interrupted: the alternative has 5 seeds, the look is still at 3 (round 1), so
+    # the comparison's seeds come from 1 round, not 2.
+    from synthetic_records import adaptive_records
+
+    records = adaptive_records({("bn", 4): 0.80, ("gn", 4): 0.90}, rounds=(3, 3))
+    records = [
+        r
+        for r in records
+        if not (r["role"] == "eval" and r["cell"]["norm"] == "gn" and r["config"]["seed"] == 5)
+    ]
+    (item,) = assess_study(records, SequentialDesign(), "bn")
+    assert item.assessment.seeds == 3
+    assert item.rounds == 1

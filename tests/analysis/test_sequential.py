@@ -155,3 +155,18 @@ def test_vectorized_simulation_agrees_with_assess_round_by_round():
                 break
         status, used = _run_rounds(design, differences[None, None, None, :], 0.0)
         assert status[0, 0, 0] == code[expected.status] and used[0, 0] == look
+
+
+@pytest.mark.parametrize("comparisons", [1, 3])
+def test_obrien_fleming_p_value_agrees_with_its_interval_at_later_looks(comparisons):
+    # O'Brien-Fleming-type spending is not monotone in the family alpha at a later look (at
+    # alpha 1 it spends everything at the first look, nothing after): the p-value must still be
+    # the smallest family level at which the interval excludes 0, not 1.
+    design = SequentialDesign(comparisons=comparisons, spending="obrien-fleming")
+    result = assess([0.05, 0.06, 0.04, 0.05, 0.055, 0.045], design)
+    assert result.status == "better"
+    assert result.p_value < ALPHA
+    # At the p-value found, the look's level equals the two-sided t tail of the statistic.
+    t = abs(result.mean) / (result.sd / math.sqrt(result.seeds))
+    raw = 2.0 * stats.t.sf(t, result.seeds - 1)
+    assert design.level(result.seeds, result.p_value) == pytest.approx(raw, rel=1e-6)

@@ -226,3 +226,43 @@ def test_a_saturated_context_is_named_first_and_recommends_nothing_there():
     assert saturated.startswith("At batch size 4, every level of norm reaches the ceiling")
     assert "At batch size 4 (saturated: no evidence either way)" in result.paragraph
     assert result.recommendation == "Recommendation: at batch size 8 use gn."
+
+
+def test_without_an_interval_nothing_is_projected_from_the_seeds():
+    # Two evaluation seeds (round 1 interrupted): no interval, no spread to project from. The
+    # verdict must not say a number of seeds would resolve it, nor count it as projected.
+    records = adaptive_records({("bn", 4): 0.80, ("gn", 4): 0.90}, rounds=(2,), wall_time=WALL)
+    items = assess_study(records, SequentialDesign(), "bn")
+    assert items[0].assessment.interval is None
+    result = adaptive_verdict(cell_statistics(records), items, DESIGN, records, "norm", "bn")
+    text = result.paragraph
+    assert "no repeated 95% CI: fewer than 3 evaluation seeds" in text
+    assert "seeds would resolve it" not in text
+    assert "A larger budget would resolve" not in text
+
+
+def test_a_look_not_reached_is_not_called_identical_differences():
+    # With first_round = 5, four seeds reach no look yet: no interval, but the differences vary.
+    records = adaptive_records({("bn", 4): 0.80, ("gn", 4): 0.90}, rounds=(4,), noise=0.01)
+    design = SequentialDesign(first_round=5, round_seeds=5, comparisons=1)
+    items = assess_study(records, design, "bn")
+    assert items[0].assessment.seeds == 4 and items[0].assessment.interval is None
+    text = adaptive_verdict(cell_statistics(records), items, design, records, "norm", "bn")
+    assert "identical paired differences" not in text.paragraph
+    assert "fewer than 5 evaluation seeds" in text.paragraph
+
+
+def test_a_projection_without_a_measured_time_is_not_called_unprojected():
+    # Evaluation runs without a recorded wall time: the projection stands, only its time is
+    # unknown; the summary must not say none is projected to resolve.
+    records = adaptive_records(MEANS, rounds=(3, 2), wall_time=WALL)
+    for record in records:
+        if record["role"] == "eval":
+            record["wall_time"] = None
+    items = [
+        assessed(4, "gn", assessment(-0.012, -0.03, 0.006, "unresolved", p=0.4, to_resolve=11)),
+        assessed(128, "gn", assessment(0.0, -0.006, 0.006, "equivalent", p=0.9)),
+    ]
+    text = adaptive_verdict(cell_statistics(records), items, DESIGN, records, "norm", "bn")
+    assert "about 11 seeds would resolve it" in text.paragraph
+    assert "none of them is projected to resolve" not in text.paragraph

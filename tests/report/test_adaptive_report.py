@@ -162,3 +162,16 @@ def test_export_carries_role_and_round():
     assert {"role", "round"} <= set(table.columns)
     roles = {(row["role"], row["round"]) for row in table.rows}
     assert roles == {("tune", 0), ("eval", 1)}
+
+
+def test_the_table_projects_nothing_for_a_comparison_without_an_interval():
+    # Two seeds (round 1 interrupted): assess() has no interval and no spread to project from.
+    from normlab.analysis.sequential import assess
+
+    assessment = assess([-0.1, -0.12], DESIGN)
+    assert assessment.interval is None
+    table = assessed_table(
+        [AssessedComparison({"batch_size": 4}, "bn", "gn", assessment, 1)], DESIGN
+    )
+    (row,) = table.rows
+    assert row[-1] == f"first look at {DESIGN.first_round}"

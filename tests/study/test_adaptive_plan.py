@@ -74,3 +74,55 @@ def test_the_tuning_row_cuts_units_at_the_study_pack_sizes():
     lines = dry_run_lines(spec, runs, dataset, estimate, "auto", 1)
     (tuning,) = [line.split() for line in lines if line.lstrip().startswith("tuning")]
     assert tuning[3] == duration_text(estimate.wall_seconds)
+
+
+def fake_plan(monkeypatch, budget: str, calibration: float) -> list[str]:
+    """The dry run of SPEC with every run costing 1 s (one worker) and ``calibration`` seconds
+    of calibration, without timing anything (the fixed-protocol lines are left out)."""
+    from types import SimpleNamespace
+
+    from normlab.study import adaptive_plan
+
+    monkeypatch.setattr(adaptive_plan, "describe_plan", lambda *args: ["Dry run"])
+    values = {**SPEC, "study": {**SPEC["study"], "budget": budget}}
+    spec = spec_from_dict(values)
+    runs, dataset = check_study(spec)
+    estimate = SimpleNamespace(
+        unit_seconds=lambda unit: 1.0 * len(unit), pack_sizes={}, calibration_seconds=calibration
+    )
+    return dry_run_lines(spec, runs, dataset, estimate, "off", 1)
+
+
+def rows_of(lines: list[str]) -> dict[str, str]:
+    found = [line.split() for line in lines if line.lstrip().startswith(("tuning", "round"))]
+    return {" ".join(row[:2]) if row[0] == "round" else row[0]: row[-1] for row in found}
+
+
+def test_the_dry_run_counts_the_calibration_the_budget_spends_first(monkeypatch):
+    # 12 tuning runs + 18 round-1 runs at 1 s: 30 s, 36 s with the headroom. The runner's
+    # budget counts the calibration as spent (rounds.check_budget), so with 30 s of calibration
+    # a 60 s budget leaves 30 s: the study is refused, and the dry run must not say it fits.
+    lines = fake_plan(monkeypatch, "60s", calibration=30.0)
+    assert rows_of(lines)["round 1"] != "fits"
+    assert "refused before training" in lines[-2]
+
+
+def test_the_dry_run_marks_the_rounds_the_runner_would_start(monkeypatch):
+    # No calibration time; each later round adds 3 seeds x 6 cells = 18 s, and the runner starts
+    # a round when its own prediction x 1.2 fits in what is left (budget.Budget.allows). With
+    # 55 s: tuning and round 1 (30 s; 36 s with the headroom) fit, 25 s are left and round 2
+    # (21.6 s with the headroom) starts; round 3 then has 7 s left and does not.
+    rows = rows_of(fake_plan(monkeypatch, "55s", calibration=0.0))
+    assert (rows["round 1"], rows["round 2"], rows["round 3"]) == ("fits", "fits", "over")
+
+
+def test_without_a_calibration_the_dry_run_does_not_promise_a_refusal(monkeypatch):
+    # On a GPU or Ray nothing is calibrated: the runner cannot price tuning and round 1 and
+    # does not refuse (rounds.check_budget), so the dry run must not say it would.
+    from normlab.study import adaptive_plan
+
+    monkeypatch.setattr(adaptive_plan, "describe_plan", lambda *args: ["Dry run"])
+    spec = spec_from_dict({**SPEC, "study": {**SPEC["study"], "budget": "1h"}})
+    runs, dataset = check_study(spec)
+    lines = dry_run_lines(spec, runs, dataset, None, "off", 1)
+    assert not any("refused" in line for line in lines)

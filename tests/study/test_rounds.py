@@ -210,3 +210,43 @@ def test_unknown_costs_start_only_while_time_is_left():
     clock[0] = 6.0
     assert not budget.allows(None) and budget.left() == 0.0
     assert Budget(None).allows(1e9)
+
+
+def test_evaluation_runs_another_study_finished_are_not_trained_again(tmp_path):
+    # Runs are shared by id across the store's studies (Store.add_runs): a round whose runs an
+    # earlier study already trained links them and trains only the rest.
+    spec = spec_from_dict(SPEC)
+    store, planned = start(tmp_path, spec)
+    with store:
+        clock = [0.0]
+        train = FakeTraining(store, clock)
+        train(planned)
+        first = next_round(spec, store.records(spec.study_id))
+        earlier = first[:4]
+        store.add_study("earlier", "earlier", spec.to_dict())
+        store.add_runs("earlier", earlier)
+        train(earlier)  # finished under the other study
+        outcome = run_adaptive(
+            spec, store, spec.study_id, planned, [], train, costs(), Budget(None)
+        )
+        records = store.records(spec.study_id)
+    assert outcome.stopped in ("resolved", "max_seeds")
+    assert {run.config.run_id for run in earlier} <= {r["run_id"] for r in records}
+    assert len(train.trained) == len(set(train.trained))  # FakeTraining asserts it too
+
+
+def test_a_cell_ahead_of_its_context_gets_only_the_seeds_it_lacks(tmp_path):
+    spec = spec_from_dict(SPEC)
+    store, planned = start(tmp_path, spec)
+    with store:
+        train = FakeTraining(store, [0.0])
+        train(planned)
+        first = next_round(spec, store.records(spec.study_id))
+        store.add_runs(spec.study_id, first)
+        train(first)
+        second = next_round(spec, store.records(spec.study_id))
+        ahead = [run for run in second if run.config.norm == "bn"]
+        store.add_runs(spec.study_id, ahead)
+        train(ahead)  # bn at batch 32 has seeds 0..4, gn 0..2
+        third = next_round(spec, store.records(spec.study_id))
+    assert sorted((r.config.norm, r.config.seed) for r in third) == [("gn", 3), ("gn", 4)]

@@ -82,10 +82,12 @@ def resolution(records: list[dict[str, Any]]) -> float:
     return 1.0 / denominator if denominator > 1 else 0.0
 
 
-def _test_by_seed(runs: list[dict[str, Any]], lr: float | None) -> tuple[dict[int, float], int]:
-    """Test accuracy per evaluation seed at ``lr`` and the highest round among them."""
+def _test_by_seed(
+    runs: list[dict[str, Any]], lr: float | None
+) -> tuple[dict[int, float], dict[int, int]]:
+    """Test accuracy and round per evaluation seed at ``lr``."""
     found: dict[int, float] = {}
-    rounds = 0
+    rounds: dict[int, int] = {}
     for run in runs:
         if lr is not None and run["config"]["lr"] != lr:
             continue
@@ -95,7 +97,7 @@ def _test_by_seed(runs: list[dict[str, Any]], lr: float | None) -> tuple[dict[in
             found[run["config"]["seed"]] = run["test_acc"]
         else:
             continue
-        rounds = max(rounds, int(run.get("round") or 0))
+        rounds[run["config"]["seed"]] = int(run.get("round") or 0)
     return found, rounds
 
 
@@ -130,20 +132,23 @@ def assess_study(
             seeds = sorted(set(base_seeds) & set(other))
             diffs = [base_seeds[s] - other[s] for s in seeds]
             label = variant(cells[key], compare)
-            drafts.append((json.loads(context_key), label, diffs, max(base_rounds, other_rounds)))
+            rounds = [max(base_rounds[s], other_rounds[s]) for s in seeds]
+            drafts.append((json.loads(context_key), label, diffs, rounds))
     design = replace(design, comparisons=max(1, len(drafts)))
     floor = resolution(records)
     assessed = []
     for group, label, diffs, rounds in drafts:
         look = design.look_at(len(diffs))
         at_look = diffs[:look] if look is not None else diffs
+        # The rounds the seeds at the look come from (not a later round still unfinished).
+        reached = max(rounds[: len(at_look)], default=0)
         assessed.append(
             AssessedComparison(
                 context=group,
                 baseline=baseline,
                 alternative=label,
                 assessment=assess(at_look, design, floor),
-                rounds=rounds,
+                rounds=reached,
                 differences=tuple(at_look),
             )
         )

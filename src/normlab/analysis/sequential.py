@@ -203,15 +203,33 @@ def _status(interval: Interval, margin: float) -> str:
 
 
 def _repeated_p(design: SequentialDesign, seeds: int, t_statistic: float) -> float:
-    """Smallest family alpha at which ``t_statistic`` crosses this look's critical value."""
+    """Smallest family alpha at which ``t_statistic`` crosses this look's critical value.
+
+    A look's level is increasing in the family alpha for Pocock-type spending, but not at a
+    later look for O'Brien-Fleming-type spending (at alpha 1 it spends everything at the first
+    look and nothing after), so the first crossing is bracketed on a log grid before solving."""
     raw = float(2.0 * stdtr(seeds - 1, -t_statistic))  # the level that would just reject
-    if design.level(seeds, 1.0) <= raw:
-        return 1.0
     if raw <= 0.0:
         return 0.0
-    # The level is increasing in the family alpha: solve on a log scale, p may be tiny.
-    log_alpha = brentq(lambda x: design.level(seeds, 10.0**x) - raw, -300.0, 0.0)
-    return float(min(1.0, 10.0**log_alpha))
+    if design.spending == "pocock":  # level proportional to the family alpha
+        return float(min(1.0, raw / design.level(seeds, 1.0)))
+
+    def excess(log_alpha: float) -> float:
+        return design.level(seeds, 10.0**log_alpha) - raw
+
+    below = -300.0
+    for log_alpha in np.linspace(-300.0, 0.0, _P_GRID):
+        if excess(float(log_alpha)) >= 0.0:
+            if log_alpha == below:
+                return float(10.0**below)
+            return float(min(1.0, 10.0 ** brentq(excess, below, float(log_alpha))))
+        below = float(log_alpha)
+    return 1.0
+
+
+_P_GRID = 1201
+"""Points of the log10-alpha grid (-300 to 0, steps of 0.25) on which :func:`_repeated_p`
+brackets the first crossing."""
 
 
 def _seeds_to_resolve(design: SequentialDesign, centre: float, sd: float, seeds: int) -> int | None:

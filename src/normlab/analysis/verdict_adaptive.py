@@ -32,6 +32,7 @@ from .compare import CellStats
 from .decomposition import gain_interval, precise_gain
 from .remedies import Remedy, best_remedy, keeps_bn, rank_remedies, remedy_sentence
 from .sequential import Assessment, SequentialDesign
+from .statistics import MIN_SEEDS_FOR_CI
 from .summary import EVALUATE, FINISHED, cell_key, full_cell
 from .verdict import Verdict
 from .wording import points
@@ -67,12 +68,16 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def repeated(assessment: Assessment, alpha: float, negate: bool = False) -> str:
-    """``repeated 95% CI -22.0 to -0.7`` (negated: alternative - baseline), or why none."""
+def repeated(
+    assessment: Assessment, alpha: float, negate: bool = False, first_look: int = MIN_SEEDS_FOR_CI
+) -> str:
+    """``repeated 95% CI -22.0 to -0.7`` (negated: alternative - baseline), or why none (the
+    seeds are short of the design's ``first_look``, or the differences are identical)."""
     label = f"repeated {100 * (1 - alpha):g}% CI"
     if assessment.interval is None:
-        if assessment.seeds < 3:
-            return f"no {label}: fewer than 3 evaluation seeds"
+        first = max(first_look, MIN_SEEDS_FOR_CI)
+        if assessment.seeds < first:
+            return f"no {label}: fewer than {first} evaluation seeds"
         return f"no {label}: identical paired differences"
     ci = assessment.interval.negated() if negate else assessment.interval
     return f"{label} {points(ci.low)} to {points(ci.high)}"
@@ -107,7 +112,7 @@ def comparison_clause(
     if a.mean is None:
         return f"unresolved against {alt} (no evaluation seed of both has finished yet)"
     text = f"unresolved against {alt} ({base} - {alt} = {points(a.mean)} points, "
-    text += f"{repeated(a, design.alpha)}"
+    text += f"{repeated(a, design.alpha, first_look=design.first_round)}"
     if a.detectable is not None:
         text += (
             f"; the smallest difference {a.seeds} seeds could resolve is ±{points(a.detectable)} "
@@ -120,6 +125,12 @@ def _outlook(
     assessment: Assessment, design: SequentialDesign, seconds_per_seed: float | None
 ) -> str:
     missing = _missing_seeds(assessment)
+    if assessment.interval is None:
+        return (
+            f"nothing is projected before the first look at {design.first_round} seeds"
+            if assessment.seeds < design.first_round
+            else "no spread to project from"
+        )
     if missing is None:
         return (
             f"at the spread seen it would not resolve by max_seeds = {design.max_seeds}: the "
@@ -134,7 +145,9 @@ def _outlook(
 
 
 def _missing_seeds(assessment: Assessment) -> int | None:
-    if assessment.seeds_to_resolve is None:
+    """Seeds a projection says are still missing; None where nothing is projected (no
+    interval yet: no spread at a look to project from)."""
+    if assessment.seeds_to_resolve is None or assessment.interval is None:
         return None
     return max(0, assessment.seeds_to_resolve - assessment.seeds)
 
@@ -178,7 +191,8 @@ def adaptive_verdict(
     outcome: dict[str, tuple[str, str | None]] = {}
     remedies: dict[str, Remedy] = {}
     open_seconds: dict[str, float] = {}
-    projected = 0  # open comparisons projected to resolve by max_seeds (and timed)
+    projected = 0  # open comparisons projected to resolve by max_seeds
+    untimed = 0  # of those, the ones in contexts with no measured wall time per seed
     for key, items in by_context.items():
         items = sorted(
             items, key=lambda i: (STATUSES.index(i.assessment.status), i.assessment.mean or 0.0)
@@ -213,12 +227,16 @@ def adaptive_verdict(
             if i.assessment.status == "unresolved"
             and (seeds := _missing_seeds(i.assessment)) is not None
         ]
+        projected += len(missing)
         if missing and per_seed is not None:
             open_seconds[key] = max(missing) * per_seed
-            projected += len(missing)
+        elif missing:
+            untimed += len(missing)
     open_count = sum(i.assessment.status == "unresolved" for i in assessed)
     if open_count:
-        sentences.append(_open_sentence(open_count, len(assessed), projected, open_seconds, design))
+        sentences.append(
+            _open_sentence(open_count, len(assessed), projected, open_seconds, design, untimed)
+        )
     recommendation = _recommend(by_context, outcome, remedies, baseline, compare, design)
     switch_to = tuple(dict.fromkeys(alt for kind, alt in outcome.values() if kind == "switch"))
     return Verdict(tuple(sentences), recommendation, switch_to)
@@ -274,11 +292,13 @@ def _open_sentence(
     projected: int,
     open_seconds: dict[str, float],
     design: SequentialDesign,
+    untimed: int = 0,
 ) -> str:
     """How many comparisons are open and what a larger budget would buy: the resolution of
-    the ``projected`` ones, in the time of the largest projection of each context."""
+    the ``projected`` ones, in the time of the largest projection of each context where a wall
+    time per seed was measured (``untimed`` of them are in contexts without one)."""
     text = f"{open_count} of {total} comparison(s) remain unresolved."
-    if open_seconds:
+    if projected:
         others = (
             ""
             if projected == open_count
@@ -286,11 +306,17 @@ def _open_sentence(
         )
         text += (
             f" A larger budget would resolve {projected} of them by max_seeds = "
-            f"{design.max_seeds}, as the design projects{others}: about "
-            f"{duration(sum(open_seconds.values()))} more of training in {len(open_seconds)} "
-            "context(s), at the wall time per evaluation seed measured here (rerun the same "
-            "command with a larger --budget; finished runs are kept)."
+            f"{design.max_seeds}, as the design projects{others}"
         )
+        if open_seconds:
+            text += (
+                f": about {duration(sum(open_seconds.values()))} more of training in "
+                f"{len(open_seconds)} context(s), at the wall time per evaluation seed measured "
+                "here"
+            )
+        if untimed:
+            text += f" ({untimed} of them not timed: no wall time was recorded there)"
+        text += " (rerun the same command with a larger --budget; finished runs are kept)."
     else:
         text += (
             f" At the spread seen none of them is projected to resolve by max_seeds = "

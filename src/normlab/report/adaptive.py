@@ -151,7 +151,12 @@ def assessed_table(assessed: list[AssessedComparison], design: SequentialDesign)
     for item in assessed:
         a = item.assessment
         to_resolve = "—"
-        if a.status == "unresolved":
+        if a.status == "unresolved" and a.interval is None:
+            # No interval yet: no spread at a look to project from (the verdict says so too).
+            to_resolve = (
+                f"first look at {design.first_round}" if a.seeds < design.first_round else "—"
+            )
+        elif a.status == "unresolved":
             to_resolve = (
                 str(a.seeds_to_resolve)
                 if a.seeds_to_resolve is not None

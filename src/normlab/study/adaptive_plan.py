@@ -3,8 +3,11 @@
 The plan is the worst case for time: every context stays open until ``max_seeds``, so every
 round after the first trains ``round_seeds`` more seeds for every cell (a study whose
 comparisons resolve early stops sooner). Each round's time is the planner's prediction
-(:class:`.budget.CostModel` on the dry run's calibration), so the rounds marked as fitting (with the
-planner's headroom) are those the budget would start if nothing resolved.
+(:class:`.budget.CostModel` on the dry run's calibration), and a round is marked as fitting as the
+runner decides (:func:`_fitting`: the calibration spent first, tuning and round 1 together, then
+each round's own prediction with the planner's headroom against what is left), so the rounds
+marked as fitting are those the budget would start if nothing resolved and every phase took its
+prediction.
 
 The minimum detectable effect at a look of n evaluation seeds is the half-width of the repeated
 confidence interval there, ``critical(n) * sd / sqrt(n)`` (:meth:`SequentialDesign.critical`,
@@ -94,15 +97,15 @@ def describe_adaptive_plan(
         configs = [config.replace(seed=seed) for config in template for seed in seeds]
         phases.append((f"round {round_index}", look, configs))
         previous = look
-    need_first: float | None = None  # tuning and round 1
-    for name, look, configs in phases:
-        seconds = costs.predict(configs) if costs is not None else None
+    predicted = [costs.predict(configs) if costs is not None else None for _, _, configs in phases]
+    need_first = (
+        predicted[0] + predicted[1]
+        if len(predicted) > 1 and predicted[0] is not None and predicted[1] is not None
+        else None
+    )  # tuning and round 1
+    fitting = _fitting(predicted, budget, estimate)
+    for (name, look, configs), seconds, fits in zip(phases, predicted, fitting, strict=True):
         total += seconds or 0.0
-        if name == "round 1" and costs is not None:
-            need_first = total
-        fits = ""
-        if budget is not None and seconds is not None:
-            fits = "fits" if with_headroom(total) <= budget else "over"
         if fits == "fits":
             fits_until = name
         mde = f"{design.detectable(look, ASSUMED_SD) * 100:.2f} points" if look else "-"
@@ -132,7 +135,13 @@ def describe_adaptive_plan(
         f"{ASSUMED_SD * 100:g} point across seeds (stated, not measured)."
     )
     if budget is not None:
-        if fits_until is None:
+        if need_first is None:  # rounds.check_budget cannot price them either: no refusal
+            lines.append(
+                f"Within {adaptive.budget}: tuning and round 1 cannot be priced without a "
+                "calibration; the study starts, and each round is priced from the runs measured "
+                "before it."
+            )
+        elif fits_until is None:
             lines.append(
                 f"Within {adaptive.budget}: not even tuning and round 1 fit; the study would be "
                 "refused before training (see the estimated times above)."
@@ -155,6 +164,32 @@ def describe_adaptive_plan(
             )
     lines.append("Dry run: nothing was trained or written.")
     return lines
+
+
+def _fitting(
+    predicted: list[float | None], budget: float | None, estimate: Estimate | None
+) -> list[str]:
+    """``fits`` / ``over`` per phase (tuning, round 1, ...), as the runner decides: the
+    calibration is spent first; tuning and round 1 start only if both fit, with the headroom,
+    in what is left (:func:`.rounds.check_budget`); each later round starts if its own
+    prediction, with the headroom, fits in what the phases before it (taking their prediction)
+    left (:meth:`.budget.Budget.allows`), and none after a round that does not. Empty where
+    there is no budget or no prediction."""
+    if budget is None:
+        return ["" for _ in predicted]
+    left = budget - (estimate.calibration_seconds if estimate is not None else 0.0)
+    first = [seconds for seconds in predicted[:2] if seconds is not None]
+    going = with_headroom(sum(first)) <= left
+    marks = []
+    for index, seconds in enumerate(predicted):
+        if seconds is None:
+            marks.append("")
+            continue
+        if index >= 2:
+            going = going and with_headroom(seconds) <= left
+        marks.append("fits" if going else "over")
+        left -= seconds
+    return marks
 
 
 def _smaller_training_set(

@@ -13,7 +13,7 @@
 Every batch goes through the runner's ``train`` (the executors' units: packing, workers, Ray), and
 is registered in the store before it trains, with its role and round: an interrupted study
 re-derives where it stands from the store (a round's unfinished runs are trained first, nothing
-finished is trained again). Before the tuning phase and each round the planner
+finished is trained again, not even a run another study of the store finished: it is linked). Before the tuning phase and each round the planner
 (:mod:`.budget`) predicts its wall time, and the study never starts one that would overrun the
 budget: a budget too small for tuning and round 1 is refused before anything trains, naming the
 smallest budget that would do.
@@ -121,8 +121,9 @@ def next_round(spec: StudySpec, records: list[dict[str, Any]]) -> list[PlannedRu
         target = design.next_look(have)
         if target is None:
             continue
-        for key in members:
-            added += evaluation_runs(spec, tuning[key], range(have, target))
+        for key in members:  # a seed a cell already has is never planned again
+            seeds = [seed for seed in range(have, target) if seed not in seeds_of[key]]
+            added += evaluation_runs(spec, tuning[key], seeds)
     return added
 
 
@@ -274,6 +275,11 @@ def run_adaptive(
         batch = pending or next_round(spec, records)
         if not batch:
             return RoundsOutcome(trained, _last_round(records), _why_over(spec, records))
+        statuses = store.statuses()
+        shared = [run for run in batch if statuses.get(run.config.run_id) in FINISHED]
+        if shared:  # finished by another study of the store: linked, not trained again
+            store.add_runs(study_id, shared)
+            continue
         tried.update(run.config.run_id for run in batch)
         within_budget(batch, f"evaluation round {max(run.round for run in batch)}", study_id)
     records = store.records(study_id)
