@@ -312,7 +312,7 @@ def _open_sentence(
             text += (
                 f": about {duration(sum(open_seconds.values()))} more of training in "
                 f"{len(open_seconds)} context(s), at the wall time per evaluation seed measured "
-                "here"
+                "here, on one worker (parallel workers divide it)"
             )
         if untimed:
             text += f" ({untimed} of them not timed: no wall time was recorded there)"
