@@ -75,6 +75,15 @@ def study(spec: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def study_here(spec: Path, out: Path, capsys) -> tuple[int, str, str]:
+    """:func:`study` in this process (``main()`` is what the ``normlab`` process exits with),
+    sparing an interpreter start where the test is about what the protocol concludes:
+    (exit code, stdout, stderr)."""
+    code = main(["study", str(spec), "--out", str(out), "--workers", "1", "--quiet"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def assessed(spec: Path, out: Path):
     loaded = load_spec(spec)
     with open_store(out / "normlab.db") as store:
@@ -91,11 +100,11 @@ def runs(out: Path) -> list[tuple[str, str, str, int, int]]:
     return rows
 
 
-def test_levels_that_make_no_difference_never_end_significant(tmp_path):
+def test_levels_that_make_no_difference_never_end_significant(tmp_path, capsys):
     # One epoch a run: identical runs differ by exactly 0 however long they train.
     spec, out = write(tmp_path, SAME, epochs=1), tmp_path / "out"
-    result = study(spec, out)
-    assert result.returncode == 0, result.stderr
+    code, stdout, stderr = study_here(spec, out, capsys)
+    assert code == 0, stderr
     (comparison,), records, _ = assessed(spec, out)
     assert comparison.assessment.status in ("equivalent", "unresolved")
     assert set(comparison.differences) == {0.0}
@@ -105,13 +114,13 @@ def test_levels_that_make_no_difference_never_end_significant(tmp_path):
         for role in ("tune", "eval")
     }
     assert seeds == {"tune": {1000}, "eval": set(range(6))}
-    assert "Adaptive protocol: stopped after evaluation round 2" in result.stdout
+    assert "Adaptive protocol: stopped after evaluation round 2" in stdout
 
 
-def test_a_sabotaged_level_ends_significant(tmp_path):
+def test_a_sabotaged_level_ends_significant(tmp_path, capsys):
     spec, out = write(tmp_path, SABOTAGED), tmp_path / "out"
-    result = study(spec, out)
-    assert result.returncode == 0, result.stderr
+    code, _, stderr = study_here(spec, out, capsys)
+    assert code == 0, stderr
     (comparison,), _, _ = assessed(spec, out)
     assert comparison.assessment.status == "better"  # the baseline (weight decay 0) is better
     assert comparison.assessment.interval.low > 0
@@ -119,9 +128,8 @@ def test_a_sabotaged_level_ends_significant(tmp_path):
 
 def test_a_budget_too_small_is_refused_before_anything_trains(tmp_path, capsys):
     spec, out = write(tmp_path, SAME, budget="1s"), tmp_path / "out"
-    # In-process (main() is what the `normlab` process exits with; the other tests run one).
-    assert main(["study", str(spec), "--out", str(out), "--workers", "1", "--quiet"]) == 2
-    err = capsys.readouterr().err
+    code, _, err = study_here(spec, out, capsys)  # a real process: the budget and kill tests
+    assert code == 2
     assert "is too small" in err and "the smallest budget that would do is" in err
     assert count(out, "done") == 0
 
