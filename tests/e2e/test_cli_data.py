@@ -116,15 +116,16 @@ base_lr = 0.05
 """
 
 
-def test_a_study_on_model_factories_from_a_file(tmp_path):
+def test_a_study_on_model_factories_from_a_file(tmp_path, capsys):
     # Both factories in one study (a `model` factor): one process instead of one per factory.
     factories = ["with_norm", "plain_bn"]
     refs = [f"{USER_MODELS}:{factory}" for factory in factories]
     spec = tmp_path / "study.toml"
     text = STUDY.format(model=refs[0]).replace(f'model = "{refs[0]}"\n', "")
     spec.write_text(text.replace("[factors]\n", f"[factors]\nmodel = {json.dumps(refs)}\n"))
-    result = normlab("study", str(spec), "--out", str(tmp_path / "out"), "--workers", "1")
-    assert result.returncode == 0, result.stderr
+    # In-process: main() is what `python -m normlab.cli` exits with.
+    code = main(["study", str(spec), "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert code == 0, capsys.readouterr().err
     with sqlite3.connect(tmp_path / "out" / "normlab.db") as db:
         rows = db.execute("SELECT config, status FROM runs").fetchall()
     configs = [(json.loads(config), status) for config, status in rows]
@@ -235,14 +236,16 @@ def test_python_registered_data_and_model_train_in_spawned_workers(tmp_path):
     assert statuses == ["done"] * 4
 
 
-def test_failed_runs_are_counted_and_exit_code_1(tmp_path):
+def test_failed_runs_are_counted_and_exit_code_1(tmp_path, capsys):
     spec = tmp_path / "study.toml"
     spec.write_text(STUDY.format(model=f"{USER_MODELS}:fails_with_gn"))
-    result = normlab("study", str(spec), "--out", str(tmp_path / "out"), "--workers", "2")
-    assert result.returncode == 1
-    assert "1 of 2 runs failed" in result.stderr
-    assert "RuntimeError: this model cannot train with GroupNorm" in result.stderr
-    assert "1 runs trained" in result.stdout
+    # In-process driver (main() is what the process exits with); the runs fail in pool workers.
+    code = main(["study", str(spec), "--out", str(tmp_path / "out"), "--workers", "2"])
+    result = capsys.readouterr()
+    assert code == 1
+    assert "1 of 2 runs failed" in result.err
+    assert "RuntimeError: this model cannot train with GroupNorm" in result.err
+    assert "1 runs trained" in result.out
     # The hint's command runs as printed.
-    (command,) = re.findall(r"\((normlab export [^)]+)\)", result.stderr)
+    (command,) = re.findall(r"\((normlab export [^)]+)\)", result.err)
     assert main(shlex.split(command)[1:]) == 0
