@@ -14,6 +14,7 @@ import pytest
 from test_kill_resume import count, start, wait_for
 
 from normlab.analysis.adaptive import assess_study
+from normlab.cli import main
 from normlab.study import load_spec, open_store
 
 SPEC = """
@@ -74,6 +75,15 @@ def study(spec: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def study_here(spec: Path, out: Path, capsys) -> tuple[int, str, str]:
+    """:func:`study` in this process (``main()`` is what the ``normlab`` process exits with),
+    sparing an interpreter start where the test is about what the protocol concludes:
+    (exit code, stdout, stderr)."""
+    code = main(["study", str(spec), "--out", str(out), "--workers", "1", "--quiet"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def assessed(spec: Path, out: Path):
     loaded = load_spec(spec)
     with open_store(out / "normlab.db") as store:
@@ -90,10 +100,11 @@ def runs(out: Path) -> list[tuple[str, str, str, int, int]]:
     return rows
 
 
-def test_levels_that_make_no_difference_never_end_significant(tmp_path):
-    spec, out = write(tmp_path, SAME), tmp_path / "out"
-    result = study(spec, out)
-    assert result.returncode == 0, result.stderr
+def test_levels_that_make_no_difference_never_end_significant(tmp_path, capsys):
+    # One epoch a run: identical runs differ by exactly 0 however long they train.
+    spec, out = write(tmp_path, SAME, epochs=1), tmp_path / "out"
+    code, stdout, stderr = study_here(spec, out, capsys)
+    assert code == 0, stderr
     (comparison,), records, _ = assessed(spec, out)
     assert comparison.assessment.status in ("equivalent", "unresolved")
     assert set(comparison.differences) == {0.0}
@@ -103,25 +114,23 @@ def test_levels_that_make_no_difference_never_end_significant(tmp_path):
         for role in ("tune", "eval")
     }
     assert seeds == {"tune": {1000}, "eval": set(range(6))}
-    assert "Adaptive protocol: stopped after evaluation round 2" in result.stdout
+    assert "Adaptive protocol: stopped after evaluation round 2" in stdout
 
 
-def test_a_sabotaged_level_ends_significant(tmp_path):
+def test_a_sabotaged_level_ends_significant(tmp_path, capsys):
     spec, out = write(tmp_path, SABOTAGED), tmp_path / "out"
-    result = study(spec, out)
-    assert result.returncode == 0, result.stderr
+    code, _, stderr = study_here(spec, out, capsys)
+    assert code == 0, stderr
     (comparison,), _, _ = assessed(spec, out)
     assert comparison.assessment.status == "better"  # the baseline (weight decay 0) is better
     assert comparison.assessment.interval.low > 0
 
 
-def test_a_budget_too_small_is_refused_before_anything_trains(tmp_path):
+def test_a_budget_too_small_is_refused_before_anything_trains(tmp_path, capsys):
     spec, out = write(tmp_path, SAME, budget="1s"), tmp_path / "out"
-    result = study(spec, out)
-    assert result.returncode == 2
-    assert (
-        "is too small" in result.stderr and "the smallest budget that would do is" in result.stderr
-    )
+    code, _, err = study_here(spec, out, capsys)  # a real process: the budget and kill tests
+    assert code == 2
+    assert "is too small" in err and "the smallest budget that would do is" in err
     assert count(out, "done") == 0
 
 
@@ -149,7 +158,8 @@ def test_the_budget_is_kept_and_a_larger_one_continues_without_retraining(tmp_pa
 
 @pytest.mark.parametrize("pack", ["off"])
 def test_sigkill_in_a_round_then_the_same_command_resumes_it(tmp_path, pack):
-    spec, out = write(tmp_path, SAME, max_seeds=9, margin=0.0001), tmp_path / "out"
+    # One epoch a run: what is checked (no finished run retrained, 9 seeds) does not depend on it.
+    spec, out = write(tmp_path, SAME, max_seeds=9, margin=0.0001, epochs=1), tmp_path / "out"
     process = start(spec, out, "--workers", "1", "--threads", "1", "--pack", pack, "--quiet")
 
     def in_round_2() -> bool:

@@ -1,8 +1,9 @@
 """`normlab run --quick`, `normlab list` and argument errors, end to end through the CLI."""
 
+import contextlib
+import io
 import sqlite3
 import subprocess
-import sys
 
 import pytest
 
@@ -10,21 +11,15 @@ from normlab.cli import TrackerBar, TrackerStatus, main
 from normlab.norms import norm_names
 
 
-def normlab(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "normlab.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-    )
-
-
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("quick") / "out"
-    result = normlab("run", "--quick", "--out", str(out), "--workers", "1")
-    return out, result
+    # In-process (main() is what the `normlab` process exits with; `run --quick` as a process:
+    # test_cli_data.py, tests/study/test_lock.py): no interpreter start and torch warm-up.
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["run", "--quick", "--out", str(out), "--workers", "1"])
+    return out, subprocess.CompletedProcess([], code, stdout.getvalue(), stderr.getvalue())
 
 
 def test_run_quick_trains_stores_and_prints_the_table(quick_run):
@@ -41,11 +36,10 @@ def test_run_quick_trains_stores_and_prints_the_table(quick_run):
     assert "| norm | batch 8 | batch 64 |" in report and "## Verdict" in report
 
 
-def test_rerun_resumes_without_training(quick_run):
+def test_rerun_resumes_without_training(quick_run, capsys):
     out, _ = quick_run
-    result = normlab("run", "--quick", "--out", str(out), "--workers", "1")
-    assert result.returncode == 0, result.stderr
-    assert "0 runs trained, 32 already finished" in result.stdout
+    assert main(["run", "--quick", "--out", str(out), "--workers", "1"]) == 0
+    assert "0 runs trained, 32 already finished" in capsys.readouterr().out
 
 
 def test_the_progress_display_ticks_while_packs_train_without_results():

@@ -22,7 +22,7 @@ seeds = [0, 1]
 
 [run]
 dataset = "synthetic"
-dataset_options = {{ num_examples = 1000 }}
+dataset_options = {{ num_examples = {examples} }}
 depth = 8
 widths = [4, 4, 4]
 epochs = {epochs}
@@ -35,6 +35,12 @@ batch_size = [4, 8]
 mode = "fixed"
 base_lr = 0.02
 """
+SHORT = 300
+"""Examples of the studies that run to the end: each run still takes a good fraction of a
+second (the kill lands with runs left to train), the whole study seconds, not tens of them."""
+LONG = 1000
+"""Examples of the studies interrupted while they train: with 50 epochs a run takes many
+seconds."""
 
 
 def start(spec: Path, out: Path, *args: str) -> subprocess.Popen:
@@ -123,7 +129,7 @@ def alive(pid: int) -> bool:
 
 def test_sigkill_then_resume_trains_every_planned_run_exactly_once(tmp_path):
     spec, out = tmp_path / "kill.toml", tmp_path / "out"
-    spec.write_text(SPEC.format(epochs=1))
+    spec.write_text(SPEC.format(epochs=1, examples=SHORT))
     process = start(spec, out, "--workers", "1", "--threads", "1", "--pack", "off")
     wait_for(lambda: count(out, "done") >= 2, process)
     process.kill()
@@ -169,7 +175,7 @@ def test_sigkill_then_resume_trains_every_planned_run_exactly_once(tmp_path):
 def start_training_two_workers(tmp_path: Path) -> tuple[subprocess.Popen, Path, list[int]]:
     """A study of long runs on 2 workers, once both train: (driver, out dir, its children)."""
     spec, out = tmp_path / "long.toml", tmp_path / "out"
-    spec.write_text(SPEC.format(epochs=50))  # each run takes many seconds
+    spec.write_text(SPEC.format(epochs=50, examples=LONG))  # each run takes many seconds
     process = start(spec, out, "--workers", "2", "--threads", "1", "--pack", "off")
     wait_for(lambda: count(out, "running") == 2, process)
 

@@ -9,12 +9,12 @@ import sqlite3
 import subprocess
 import sys
 
-from test_kill_resume import SPEC, count, start, wait_for
+from test_kill_resume import LONG, SHORT, SPEC, count, start, wait_for
 
 
 def test_sigkill_mid_pack_then_resume_trains_every_run_once(tmp_path):
     spec, out = tmp_path / "kill.toml", tmp_path / "out"
-    spec.write_text(SPEC.format(epochs=2))  # 6 cells x 2 seeds: 6 packs of 2 runs
+    spec.write_text(SPEC.format(epochs=2, examples=SHORT))  # 6 cells x 2 seeds: 6 packs of 2
     process = start(spec, out, "--workers", "1", "--threads", "1")
     wait_for(lambda: count(out, "done") >= 2, process)
     process.kill()
@@ -41,7 +41,7 @@ def test_sigkill_mid_pack_then_resume_trains_every_run_once(tmp_path):
 
 def test_ctrl_c_during_packs_requeues_them(tmp_path):
     spec, out = tmp_path / "long.toml", tmp_path / "out"
-    spec.write_text(SPEC.format(epochs=50))
+    spec.write_text(SPEC.format(epochs=50, examples=LONG))
     process = start(spec, out, "--workers", "2", "--threads", "1")
     wait_for(lambda: count(out, "running") == 4, process)  # two packs of two in flight
     os.killpg(process.pid, signal.SIGINT)

@@ -4,6 +4,7 @@ them, a reproduction spec that plans the same study, the README block."""
 import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
@@ -59,8 +60,15 @@ def study_input(**changes):
     return StudyInput(**{**values, **changes})
 
 
-def test_report_has_verdict_first_and_every_figure():
-    report = build_report(study_input())
+@pytest.fixture(scope="module")
+def plain_report():
+    """The report of the unchanged :func:`study_input`, built once (its six figures take
+    seconds) for the tests that only read it."""
+    return build_report(study_input())
+
+
+def test_report_has_verdict_first_and_every_figure(plain_report):
+    report = plain_report
     assert "below gn" in report.verdict.paragraph and "PreciseBN" in report.verdict.paragraph
     assert [f.name for f in report.figures if f.png] == [
         "accuracy_vs_batch",
@@ -79,7 +87,7 @@ def test_report_has_verdict_first_and_every_figure():
     assert "torch 2.13.0" in markdown and "normlab study out/spec.toml" in markdown
 
 
-def test_the_estimate_stands_beside_the_measured_wall_time():
+def test_the_estimate_stands_beside_the_measured_wall_time(plain_report):
     records = study_records(BN_WORSE_SMALL)
     estimate = {"wall_seconds": 360.0, "runs": len(records) - 6, "planned": len(records) - 6}
     estimate |= {"workers": 2, "legs_before": 0}
@@ -92,7 +100,7 @@ def test_the_estimate_stands_beside_the_measured_wall_time():
     resumed = {**estimate, "legs_before": 1}
     markdown = render_markdown(build_report(study_input(legs=[600.0, 60.0], estimate=resumed)))
     assert "took 60 s (0.2x)" in markdown
-    assert "estimated" not in render_markdown(build_report(study_input()))  # none recorded
+    assert "estimated" not in render_markdown(plain_report)  # none recorded
 
 
 def test_missing_figures_name_what_records_them():
@@ -119,8 +127,8 @@ def test_reproduction_spec_plans_the_same_study():
         assert spec_from_dict(tomllib.loads(text), text=text).study_id == spec.study_id, path
 
 
-def test_readme_block_is_generated_between_markers():
-    report = build_report(study_input())
+def test_readme_block_is_generated_between_markers(plain_report):
+    report = plain_report
     block = readme_block(report, "normlab report out --readme")
     assert block.startswith(README_BEGIN) and block.endswith(README_END)
     assert "differ across machines" in block and report.verdict.paragraph in block
@@ -132,8 +140,8 @@ def test_slug_names_folders_after_the_study():
     assert slug("default: BN vs none vs LN") == "default-bn-vs-none-vs-ln"
 
 
-def test_the_comparison_table_shows_both_intervals_and_they_agree_with_their_tests():
-    report = build_report(study_input())
+def test_the_comparison_table_shows_both_intervals_and_they_agree_with_their_tests(plain_report):
+    report = plain_report
     table = next(t for t in report.tables if t.title.startswith("Paired comparisons"))
     assert table.header[3:7] == [
         "95% CI (unadjusted)",
@@ -149,8 +157,8 @@ def test_the_comparison_table_shows_both_intervals_and_they_agree_with_their_tes
             assert (low > 0 or high < 0) == (p < 0.05)
 
 
-def test_a_keras_model_gets_the_keras_layer_beside_the_recommendation():
-    plain = build_report(study_input())
+def test_a_keras_model_gets_the_keras_layer_beside_the_recommendation(plain_report):
+    plain = plain_report
     records = study_records(BN_WORSE_SMALL)
     for record in records:
         record["config"]["model_format"] = "keras"

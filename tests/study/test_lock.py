@@ -28,10 +28,8 @@ HOLDER = textwrap.dedent(
 )
 
 
-@pytest.fixture
-def holder(tmp_path):
-    """Another process holding ``tmp_path / "out"``; killed (SIGKILL) at the end if alive."""
-    out = tmp_path / "out"
+def _held(out):
+    """Another process holding ``out``; killed (SIGKILL) at the end if alive."""
     process = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True
     )
@@ -42,12 +40,24 @@ def holder(tmp_path):
     process.wait()
 
 
+@pytest.fixture
+def holder(tmp_path):
+    """Another process holding ``tmp_path / "out"``, for a test that may kill it."""
+    yield from _held(tmp_path / "out")
+
+
+@pytest.fixture(scope="module")
+def shared_holder(tmp_path_factory):
+    """One holder for the tests that only try the held folder (starting one takes seconds)."""
+    yield from _held(tmp_path_factory.mktemp("held") / "out")
+
+
 def snapshot(folder):
     return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.iterdir())}
 
 
-def test_a_second_driver_is_refused_naming_the_holder_and_writes_nothing(holder, capsys):
-    out, process = holder
+def test_a_second_driver_is_refused_naming_the_holder_and_writes_nothing(shared_holder, capsys):
+    out, process = shared_holder
     before = snapshot(out)
     code = main(["run", "--quick", "--out", str(out), "--quiet"])
     error = capsys.readouterr().err
@@ -57,8 +67,8 @@ def test_a_second_driver_is_refused_naming_the_holder_and_writes_nothing(holder,
     assert snapshot(out) == before  # nothing written: no store, no report
 
 
-def test_the_second_driver_is_a_real_process_too(holder):
-    out, process = holder
+def test_the_second_driver_is_a_real_process_too(shared_holder):
+    out, process = shared_holder
     result = subprocess.run(
         [sys.executable, "-m", "normlab.cli", "run", "--quick", "--out", str(out)],
         capture_output=True,
