@@ -9,12 +9,12 @@ import sqlite3
 import subprocess
 import sys
 
-from test_kill_resume import LONG, SHORT, SPEC, count, start, wait_for
+from test_kill_resume import LONG, SPEC, count, start, wait_for
 
 
 def test_sigkill_mid_pack_then_resume_trains_every_run_once(tmp_path):
     spec, out = tmp_path / "kill.toml", tmp_path / "out"
-    spec.write_text(SPEC.format(epochs=2, examples=SHORT))  # 6 cells x 2 seeds: 6 packs of 2
+    spec.write_text(SPEC.format(epochs=2, examples=LONG))  # 6 cells x 2 seeds: 6 packs of 2
     process = start(spec, out, "--workers", "1", "--threads", "1")
     wait_for(lambda: count(out, "done") >= 2, process)
     process.kill()

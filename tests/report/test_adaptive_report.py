@@ -175,3 +175,21 @@ def test_the_table_projects_nothing_for_a_comparison_without_an_interval():
     )
     (row,) = table.rows
     assert row[-1] == f"first look at {DESIGN.first_round}"
+
+
+def test_the_reproduction_spec_of_an_adaptive_study_loads_as_the_same_study():
+    import tomllib
+
+    from normlab.study import spec_from_dict
+
+    spec = spec_from_dict(
+        {
+            "study": {"protocol": "adaptive", "tuning_seeds": 1, "budget": "30m"},
+            "run": {"dataset": "synthetic", "epochs": 1},
+            "factors": {"norm": ["bn", "gn"], "batch_size": [4, 32]},
+        }
+    )
+    text = spec_toml(spec.to_dict())
+    keys = [line.split(" = ")[0] for line in text.split("[run]")[0].splitlines()]
+    assert "seeds" not in keys and "tuning_seeds" in keys  # adaptive seeds come in rounds
+    assert spec_from_dict(tomllib.loads(text), text=text).study_id == spec.study_id

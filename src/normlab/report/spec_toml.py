@@ -36,7 +36,9 @@ def _key(key: str) -> str:
 def spec_toml(spec: dict[str, Any]) -> str:
     """TOML text of ``spec``; run values that are None (the field's default) are left out."""
     factors = spec.get("factors", {})
-    lines = ["[study]", f"name = {_value(spec['name'])}", f"seeds = {_value(spec['seeds'])}"]
+    lines = ["[study]", f"name = {_value(spec['name'])}"]
+    if spec.get("study", {}).get("protocol") != "adaptive":  # adaptive seeds come in rounds
+        lines.append(f"seeds = {_value(spec['seeds'])}")
     if "compare" in spec:
         lines.append(f"compare = {_value(spec['compare'])}")
     # The protocol's keys (``protocol = "adaptive"``, ``tuning_seeds``, ``budget`` ...), stored
