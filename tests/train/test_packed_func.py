@@ -9,7 +9,6 @@ run's learning rate) shows by orders of magnitude.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from normlab.data import synthetic
 from normlab.models import ModelEntry, SeededDropout, register_model
 from normlab.models.cifar_resnet import cifar_resnet
 from normlab.models.dropout import seed_dropout
@@ -31,7 +29,7 @@ from normlab.train.packed_model import PackedModel
 from normlab.train.units import train_runs
 
 USER_FILE = Path(__file__).with_name("packed_models.py")
-DATA_OPTIONS = {"num_examples": 64, "num_classes": 4, "size": 8, "noise": 0.8}
+DATA_OPTIONS = {"num_examples": 64, "num_classes": 4, "size": 8, "noise": 0.8}  # data64's
 VMAP_PACKABLE = [name for name in norm_names() if norm_entry(name).vmap_problem is None]
 NORM_OPTIONS = {
     "gn": {"groups": 2},
@@ -41,22 +39,6 @@ NORM_OPTIONS = {
     "gbn": {"virtual_batch_size": 2},
     "brn": {"warmup_steps": 1, "relax_steps": 2, "d_relax_steps": 2},
 }
-
-
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
-@pytest.fixture(scope="module")
-def data64():
-    data = synthetic(**DATA_OPTIONS, seed=0)
-    return dataclasses.replace(
-        data, **{f: getattr(data, f).double() for f in ("x_train", "x_val", "x_test")}
-    )
 
 
 def config_for(model: str, **changes) -> RunConfig:

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
-from normlab.data import synthetic
 from normlab.diagnostics import precise_copy
 from normlab.train import RunConfig, accuracy, build_model
 from normlab.train.evaluate import precise_batches
@@ -20,23 +18,7 @@ from normlab.train.packed_func import FunctionalPackedModel
 from normlab.train.packed_func_precise import recalibrate_pack
 
 USER_FILE = Path(__file__).with_name("packed_models.py")
-DATA_OPTIONS = {"num_examples": 64, "num_classes": 4, "size": 8, "noise": 0.8}
-
-
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
-@pytest.fixture(scope="module")
-def data64():
-    data = synthetic(**DATA_OPTIONS, seed=0)
-    return dataclasses.replace(
-        data, **{f: getattr(data, f).double() for f in ("x_train", "x_val", "x_test")}
-    )
+DATA_OPTIONS = {"num_examples": 64, "num_classes": 4, "size": 8, "noise": 0.8}  # data64's
 
 
 def configs_for(norm: str, options: dict | None = None) -> list[RunConfig]:
